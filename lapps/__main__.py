@@ -1,0 +1,7 @@
+"""`python -m lapps`: the server's command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""Composition root: parse the command line, build the Config, wire the master.
+
+The only module that knows both the master and the worker: it hands the worker's entry
+function to the arbiter (as uvicorn's supervisor takes a `target`), so `lapps.master`
+never imports `workers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import Config, ConfigError, default_config_path, load_config, to_toml
+from .logs import configure
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lapps", description="LAppS: WebSocket application server for Lua services")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $LAPPS_CONFIG, else the shipped etc/lapps.toml)")
+    p.add_argument("--workers", type=int, metavar="N", help="IO worker processes (server.workers)")
+    p.add_argument("--listeners", type=int, metavar="N", help="accept loops (server.listeners)")
+    p.add_argument("--port", type=int, help="listening port (server.port)")
+    p.add_argument("--ip", help="listening address (server.ip)")
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit (0 good, 1 bad)")
+    p.add_argument("--print-config", action="store_true", help="print the merged config as TOML and exit")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def unsupported(config: Config) -> list[str]:
+    """Config this version accepts (it is in the design) but cannot honour yet.
+
+    Refusing to start beats silently serving plain ws:// to someone who asked for TLS.
+    """
+    problems = []
+    if config.server.tls.enabled:
+        problems.append("server.tls.enabled: TLS is not available in this version")
+    for name, svc in config.services.items():
+        if svc.standalone:
+            problems.append(f"services.{name}.standalone: standalone services are not available in this version")
+        elif svc.protocol != "raw":
+            problems.append(f"services.{name}.protocol: only \"raw\" services are available in this version")
+        if svc.permessage_deflate:
+            problems.append(f"services.{name}.permessage_deflate: compression is not available in this version")
+        if svc.preload:
+            problems.append(f"services.{name}.preload: Lua modules are not available in this version")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure("master", args.log_level)
+    path = args.config or default_config_path()
+    overrides = {"server.workers": args.workers, "server.listeners": args.listeners,
+                 "server.port": args.port, "server.ip": args.ip}
+    try:
+        config = load_config(path, overrides)
+        problems = unsupported(config)
+        if problems:
+            raise ConfigError("; ".join(problems))
+    except ConfigError as e:
+        print(f"lapps: config error: {e}", file=sys.stderr)
+        return 1
+    if args.check_config:
+        print(f"lapps: config OK ({config.source or 'built-in defaults'})")
+        return 0
+    if args.print_config:
+        sys.stdout.write(to_toml(config))
+        return 0
+    from workers.main import worker_main
+    from .master.arbiter import Arbiter
+    logging.getLogger("lapps.master").info("config: %s", config.source or "built-in defaults")
+    try:
+        return Arbiter(config, worker_main, args.log_level).run()
+    except OSError as e:
+        print(f"lapps: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

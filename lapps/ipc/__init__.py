@@ -1,0 +1,1 @@
+"""Inter-process plumbing: shared-memory worker slots and descriptor passing."""

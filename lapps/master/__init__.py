@@ -1,0 +1,1 @@
+"""The master process: arbiter (lifecycle, signals), listeners, balancer, ACL."""

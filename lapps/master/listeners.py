@@ -1,0 +1,137 @@
+"""Accept loops in the master: accept → server ACL → balancer → pass the socket.
+
+Each listener is a thread blocked in `accept()` on its own `SO_REUSEPORT` socket (the
+kernel spreads new connections over them); `accept` and `send_fds` release the GIL, so
+threads are enough. The master never reads a byte from a client socket: it only refuses
+one outright (ACL: closed at once; every worker full: a canned HTTP 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+
+from ..config import Config
+from ..ipc.channel import send_socket
+from ..ipc.slots import SlotBlock
+from ..ws.handshake import error_response
+from .acl import Acl
+from .balancer import pick_worker
+
+_ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop flag
+
+
+def bind_listeners(ip: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket]:
+    """`count` listening sockets on one address, sharing the port with SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if count > 1:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((ip, port))
+            s.listen(backlog)
+            s.settimeout(_ACCEPT_POLL)
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+class Dispatcher:
+    """The balancer's state shared by the listener threads: what was sent where.
+
+    `sent[i]` counts sockets passed to the current process in slot i; the worker counts
+    what it took in its slot, so the difference is what is still in flight.
+    """
+
+    def __init__(self, config: Config, slots: SlotBlock,
+                 channels: Callable[[int], socket.socket | None]) -> None:
+        self.config = config
+        self.slots = slots
+        self.channels = channels
+        self.sent = [0] * slots.count
+        self.lock = threading.Lock()
+        self.rr = 0
+        self.log = logging.getLogger("lapps.listener")
+
+    def reset(self, index: int) -> None:
+        """A new process took slot `index`: nothing is in flight to it."""
+        with self.lock:
+            self.sent[index] = 0
+
+    def dispatch(self, sock: socket.socket, listener_id: int) -> bool:
+        """Pass `sock` to the least-loaded worker; False when every worker is full."""
+        cfg = self.config
+        with self.lock:
+            snapshot = self.slots.snapshot()
+            queued = [max(0, self.sent[i] - s.taken) for i, s in enumerate(snapshot)]
+            self.rr = (self.rr + 1) % len(snapshot)
+            excluded: set[int] = set()
+            while True:
+                for i in excluded:
+                    queued[i] = cfg.server.max_connections   # treat as full for this pick
+                i = pick_worker(snapshot, queued, cfg.server.max_connections,
+                                cfg.balancer.connection_weight, cfg.balancer.backlog_weight, self.rr)
+                if i is None:
+                    return False
+                chan = self.channels(i)
+                if chan is not None:
+                    try:
+                        send_socket(chan, sock, listener_id)
+                        self.sent[i] += 1
+                        return True
+                    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                        pass   # stuck or dying worker: try the next one
+                excluded.add(i)
+
+
+class Listener(threading.Thread):
+    """One accept loop."""
+
+    def __init__(self, listener_id: int, sock: socket.socket, acl: Acl, dispatcher: Dispatcher,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"listener-{listener_id}", daemon=True)
+        self.listener_id = listener_id
+        self.sock = sock
+        self.acl = acl
+        self.dispatcher = dispatcher
+        self.stop = stop
+        self.log = logging.getLogger("lapps.listener")
+
+    def run(self) -> None:
+        busy = error_response(503, "every worker is at max_connections")
+        while not self.stop.is_set():
+            try:
+                client, addr = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError as e:
+                if self.stop.is_set():
+                    return
+                self.log.warning("listener %d: accept failed: %s", self.listener_id, e)
+                self.stop.wait(0.05)   # EMFILE and friends: do not spin
+                continue
+            with client:
+                if not self.acl.allows(addr[0]):
+                    continue
+                if not self.dispatcher.dispatch(client, self.listener_id):
+                    client.settimeout(1.0)
+                    try:
+                        client.sendall(busy)
+                    except OSError:
+                        pass   # the client left already
+
+
+def start_listeners(socks: Sequence[socket.socket], acl: Acl, dispatcher: Dispatcher,
+                    stop: threading.Event) -> list[Listener]:
+    threads = [Listener(i + 1, s, acl, dispatcher, stop) for i, s in enumerate(socks)]
+    for t in threads:
+        t.start()
+    return threads

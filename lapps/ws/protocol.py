@@ -1,0 +1,381 @@
+"""Server side of one WebSocket connection as a Sans-I/O state machine.
+
+Theory of operation. The worker feeds every byte it reads to `receive_data()` and then
+handles `events`, a list of `(kind, value)` tuples that it clears once handled:
+
+- `(EV_REQUEST, Request)`: the upgrade request is complete and a valid upgrade. The worker
+  routes it and calls `accept()` (which queues the 101 and parses any frames that came
+  pipelined behind the request) or `reject()` (which queues an HTTP error).
+- `(Opcode.TEXT, bytes)` / `(Opcode.BINARY, bytes)`: one complete message. Text has
+  been checked as UTF-8, fragment by fragment as it arrived (fail fast).
+- `(EV_CLOSED, code)`: the WebSocket is finished (close handshake done, or failed with
+  `code`). Nothing more will be read; the worker flushes `out` and closes the TCP side.
+
+Whatever must be written accumulates in the bytearray `out`; the worker sends from it and
+deletes what the socket took (`del out[:n]`), so no copy is made per send.
+
+Peer errors never raise: they become a close frame with the RFC's code (1002, 1007, 1009)
+or an HTTP error status, and `close_code`/`close_reason` record why (STYLE pattern 2).
+Payloads are consumed as they arrive (a frame is never buffered whole before it is
+unmasked), which is what makes fail-fast UTF-8 and early 1009 possible.
+"""
+
+from __future__ import annotations
+
+import codecs
+from enum import IntEnum
+
+from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
+from .frames import close_payload, frame_header
+from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
+                        find_head_end, parse_request, response_101, validate_upgrade)
+
+EV_REQUEST = 0x100
+EV_CLOSED = 0x101
+
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class State(IntEnum):
+    HANDSHAKE = 0   # reading the HTTP request head
+    UPGRADING = 1   # head parsed; the worker must accept() or reject()
+    OPEN = 2
+    CLOSING = 3     # our close frame is queued; waiting for the peer's
+    CLOSED = 4      # done: flush `out`, then close TCP
+
+
+class ServerProtocol:
+    """One connection: handshake, frame parsing, message assembly, close handshake."""
+
+    __slots__ = (
+        "state", "out", "events", "request", "max_handshake_size", "max_headers",
+        "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
+        "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
+        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl",
+    )
+
+    def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100) -> None:
+        self.state = State.HANDSHAKE
+        self.out = bytearray()
+        self.events: list[tuple[int, object]] = []
+        self.request: Request | None = None
+        self.max_handshake_size = max_handshake_size
+        self.max_headers = max_headers
+        self.max_message_size = 16 * 1024 * 1024
+        self.auto_fragment = 0
+        self.close_code: int | None = None     # the code that ended (or is ending) the connection
+        self.close_reason = ""
+        self.close_received = False            # the peer's close frame arrived
+        self._head = bytearray()
+        self._ws_key = ""                      # the client's Sec-WebSocket-Key
+        self._tail = b""                       # an incomplete frame header
+        self._remaining = 0                    # payload bytes of the current frame not yet read
+        self._opcode = 0                       # opcode of the current frame
+        self._fin = True
+        self._key = b""
+        self._key_off = 0
+        self._msg_opcode = 0                   # TEXT or BINARY while a message is being read
+        self._msg_size = 0
+        self._parts: list[bytes] = []
+        self._utf8 = None                      # incremental decoder of a multi-part text message
+        self._ctrl: list[bytes] = []
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the socket. `data` is not kept after the call returns."""
+        state = self.state
+        if state >= State.OPEN:
+            if state != State.CLOSED:
+                self._parse(data)
+        elif state == State.HANDSHAKE:
+            self._receive_head(data)
+        # UPGRADING: bytes behind the head wait in _head until accept()
+        else:
+            self._head += data
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of TCP: a connection without a close frame ends as 1006."""
+        if self.state < State.CLOSED:
+            self._finish(CloseCode.ABNORMAL, "connection dropped")
+
+    def _receive_head(self, data: bytes | bytearray | memoryview) -> None:
+        head = self._head
+        head += data
+        try:
+            end = find_head_end(head)
+            if end < 0:
+                if len(head) > self.max_handshake_size:
+                    raise HandshakeError(431, "request head too large")
+                return
+            if end > self.max_handshake_size:
+                raise HandshakeError(431, "request head too large")
+            req = parse_request(bytes(head[:end]), self.max_headers)
+            self._ws_key = validate_upgrade(req)
+        except HandshakeError as e:
+            self.reject(e.status, e.reason, e.headers)
+            return
+        del head[:end]
+        self.request = req
+        self.state = State.UPGRADING
+        self.events.append((EV_REQUEST, req))
+
+    def _parse(self, data: bytes | bytearray | memoryview) -> None:
+        if self._tail:
+            data = self._tail + bytes(data)
+            self._tail = b""
+        pos = 0
+        end = len(data)
+        events = self.events
+        while pos < end:
+            rem = self._remaining
+            if not rem:
+                # ---- a frame header
+                if end - pos < 2:
+                    self._tail = bytes(data[pos:])
+                    return
+                b0 = data[pos]
+                b1 = data[pos + 1]
+                ln = b1 & 0x7F
+                hlen = 6 if ln < 126 else (8 if ln == 126 else 14)
+                if end - pos < hlen:
+                    self._tail = bytes(data[pos:])
+                    return
+                if not b1 & 0x80:
+                    return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
+                if b0 & 0x70:
+                    return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
+                if ln == 126:
+                    ln = int.from_bytes(data[pos + 2:pos + 4], "big")
+                    if ln < 126:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
+                elif ln == 127:
+                    ln = int.from_bytes(data[pos + 2:pos + 10], "big")
+                    if ln >> 63:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "64-bit length with top bit set")
+                    if ln < 65536:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
+                opcode = b0 & 0x0F
+                fin = b0 & 0x80
+                if opcode & 0x08:
+                    if opcode != _CLOSE and opcode != _PING and opcode != _PONG:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
+                    if not fin:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
+                    if ln > MAX_CONTROL_PAYLOAD:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                elif opcode == 0:
+                    if not self._msg_opcode:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
+                elif opcode == _TEXT or opcode == _BINARY:
+                    if self._msg_opcode:
+                        return self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                    self._msg_opcode = opcode
+                    self._msg_size = 0
+                else:
+                    return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
+                if not opcode & 0x08:
+                    self._msg_size += ln
+                    if self._msg_size > self.max_message_size:
+                        return self._fail(CloseCode.MESSAGE_TOO_BIG,
+                                          f"message over {self.max_message_size} bytes")
+                key = data[pos + hlen - 4:pos + hlen]
+                pos += hlen
+                avail = end - pos
+                if ln <= avail and fin and opcode and not opcode & 0x08:
+                    # ---- fast path: a whole unfragmented data message is here
+                    payload = (int.from_bytes(data[pos:pos + ln], "little")
+                               ^ int.from_bytes((bytes(key) * ((ln >> 2) + 1))[:ln], "little")
+                               ).to_bytes(ln, "little")
+                    pos += ln
+                    self._msg_opcode = 0
+                    if opcode == _TEXT:
+                        try:
+                            payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
+                    if self.state == State.OPEN:
+                        events.append((opcode, payload))
+                    continue
+                self._opcode = opcode
+                self._fin = fin
+                self._key = bytes(key)
+                self._key_off = 0
+                self._remaining = rem = ln
+                if not ln:
+                    self._frame_complete(b"")
+                    if self.state == State.CLOSED:
+                        return
+                    continue
+            # ---- payload bytes of the current frame (maybe only some of them)
+            take = rem if rem <= end - pos else end - pos
+            chunk = data[pos:pos + take]
+            off = self._key_off
+            key = self._key
+            if off & 3:
+                key = key[off & 3:] + key[:off & 3]
+            chunk = (int.from_bytes(chunk, "little")
+                     ^ int.from_bytes((key * ((take >> 2) + 1))[:take], "little")).to_bytes(take, "little")
+            pos += take
+            self._key_off = off + take
+            self._remaining = rem - take
+            self._frame_complete(chunk)
+            if self.state == State.CLOSED:
+                return
+
+    def _frame_complete(self, chunk: bytes) -> None:
+        """Handle `chunk`, the next piece of the current frame's payload (maybe the last)."""
+        opcode = self._opcode
+        if opcode & 0x08:
+            self._ctrl.append(chunk)
+            if not self._remaining:
+                payload = b"".join(self._ctrl)
+                self._ctrl.clear()
+                self._control(opcode, payload)
+            return
+        if self._msg_opcode == _TEXT:
+            if self._utf8 is None:
+                self._utf8 = _Utf8Decoder()
+            try:
+                self._utf8.decode(chunk, False)
+            except UnicodeDecodeError:
+                return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
+        self._parts.append(chunk)
+        if self._remaining or not self._fin:
+            return
+        if self._utf8 is not None:
+            try:
+                self._utf8.decode(b"", True)
+            except UnicodeDecodeError:
+                return self._fail(CloseCode.INVALID_DATA, "truncated UTF-8 at end of text message")
+            self._utf8 = None
+        payload = b"".join(self._parts)
+        self._parts.clear()
+        opcode = self._msg_opcode
+        self._msg_opcode = 0
+        if self.state == State.OPEN:
+            self.events.append((opcode, payload))
+
+    def _control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            if self.state == State.OPEN:
+                self.out += frame_header(_PONG, len(payload))
+                self.out += payload
+        elif opcode == _CLOSE:
+            self.close_received = True
+            if len(payload) == 1:
+                return self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
+            if payload:
+                code = int.from_bytes(payload[:2], "big")
+                if not is_valid_close_code(code):
+                    return self._fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
+                try:
+                    reason = payload[2:].decode("utf-8")
+                except UnicodeDecodeError:
+                    return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason")
+            else:
+                code, reason = CloseCode.NO_STATUS, ""
+            if self.state == State.OPEN:
+                # echo the peer's code (RFC 6455 §5.5.1); a codeless close gets a codeless reply
+                self._send_close(None if code == CloseCode.NO_STATUS else code)
+                self._finish(code, reason)
+            else:
+                self._finish(self.close_code or code, self.close_reason or reason)
+        # a PONG needs nothing: keepalive reads liveness from any received byte
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): a close frame if still open, then done."""
+        if self.state == State.OPEN:
+            self._send_close(code, reason)
+        self._finish(code, reason)
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self.close_code is None or self.state == State.OPEN:
+            self.close_code, self.close_reason = code, reason
+        self.state = State.CLOSED
+        self._tail = b""
+        self._parts.clear()
+        self.events.append((EV_CLOSED, self.close_code))
+
+    # ------------------------------------------------------------------ the handshake answer
+
+    def accept(self, subprotocols: tuple[str, ...] = (), extra_headers: tuple[tuple[str, str], ...] = (),
+               max_message_size: int | None = None, auto_fragment: int = 0) -> str | None:
+        """Answer the request with 101 and start framing; return the chosen subprotocol.
+
+        Frames the client pipelined behind its request are parsed at once, so their
+        events follow on the same `events` list.
+        """
+        if self.state != State.UPGRADING or self.request is None:
+            raise RuntimeError(f"accept() in state {self.state.name}")
+        key = self._ws_key
+        chosen = choose_subprotocol(self.request, subprotocols)
+        if max_message_size is not None:
+            self.max_message_size = max_message_size
+        self.auto_fragment = auto_fragment
+        self.out += response_101(key, chosen, extra_headers)
+        self.state = State.OPEN
+        pending = bytes(self._head)
+        self._head.clear()
+        if pending:
+            self._parse(pending)
+        return chosen
+
+    def reject(self, status: int, reason: str = "", headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer the handshake with an HTTP error; the connection is then done."""
+        if self.state > State.UPGRADING:
+            raise RuntimeError(f"reject() in state {self.state.name}")
+        self.out += error_response(status, reason, headers)
+        self.close_code, self.close_reason = status, reason
+        self.state = State.CLOSED
+        self._head.clear()
+
+    # ------------------------------------------------------------------ output
+
+    def send(self, opcode: int, payload: bytes) -> bool:
+        """Queue one data message; False once the connection is no longer open."""
+        if self.state != State.OPEN:
+            return False
+        n = len(payload)
+        frag = self.auto_fragment
+        out = self.out
+        if not frag or n <= frag:
+            out += frame_header(opcode, n)
+            out += payload
+            return True
+        view = memoryview(payload)
+        for start in range(0, n, frag):
+            last = start + frag >= n
+            out += frame_header(opcode if start == 0 else 0, min(frag, n - start), fin=last)
+            out += view[start:start + frag]
+        return True
+
+    def ping(self, payload: bytes = b"") -> bool:
+        """Queue a ping (the keepalive timer's tool)."""
+        if self.state != State.OPEN:
+            return False
+        self.out += frame_header(_PING, len(payload))
+        self.out += payload
+        return True
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> bool:
+        """Start the closing handshake from the server side; the peer's close ends it.
+
+        Returns False when the connection is not open (nothing queued).
+        """
+        if self.state != State.OPEN:
+            return False
+        self._send_close(code, reason)
+        self.close_code, self.close_reason = code, reason
+        self.state = State.CLOSING
+        return True
+
+    def _send_close(self, code: int | None, reason: str = "") -> None:
+        payload = close_payload(code, reason)
+        self.out += frame_header(_CLOSE, len(payload))
+        self.out += payload

@@ -1,0 +1,33 @@
+"""One accepted socket as the worker sees it: its protocol object and bookkeeping."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from lapps.ws.protocol import ServerProtocol
+
+
+class Connection:
+    """A client socket owned by this worker, from the TCP accept to the TCP close.
+
+    Plain slots, no methods with logic: the worker loop reads and writes these fields
+    directly because attribute access is the cheapest thing the hot path can do.
+    """
+
+    __slots__ = ("sock", "fd", "peer", "proto", "handler", "service", "on_message",
+                 "dirty", "want_write", "lingering", "opened", "backlog")
+
+    def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer                  # the client's IP address, for ACLs and logs
+        self.proto = proto
+        self.handler = 0                  # the id Lua sees; set when the upgrade succeeds
+        self.service: Any = None          # the hosting `Route` once upgraded
+        self.on_message: Any = None       # the service's onMessage, looked up once
+        self.dirty = False                # in the worker's list of sockets to flush
+        self.want_write = False           # registered for EPOLLOUT (the kernel buffer was full)
+        self.lingering = False            # our side is shut; reading until EOF, then close
+        self.opened = False               # onDisconnect is owed when it ends
+        self.backlog = 0                  # bytes of `proto.out` counted in the slot's backlog

@@ -1,0 +1,51 @@
+"""Post-fork entry of an IO worker: name the process, tie it to the master, boot, serve."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+
+import prctl
+
+from lapps.config import Config
+from lapps.ipc.channel import EXIT_BOOT_FAILURE
+from lapps.ipc.slots import SlotBlock
+from lapps.logs import configure
+from lapps.lua.service import ServiceBootError
+
+from .worker import IOWorker, install_signal_wakeup
+
+def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotBlock,
+                master_pid: int) -> int:
+    """Run worker `index` in this freshly forked process; returns its exit status.
+
+    Everything per-process (Lua runtimes, the epoll object, signal wiring) is made here,
+    after the fork, never inherited (STYLE pattern 9).
+    """
+    number = index + 1
+    prctl.set_proctitle(f"lapps: worker {number}")
+    prctl.set_name(f"lapps-worker-{number}"[:15])
+    prctl.set_pdeathsig(signal.SIGTERM)
+    configure(f"worker {number}", logging.getLogger().level)
+    log = logging.getLogger("lapps.worker")
+    wake_r, wake_w = install_signal_wakeup()
+    slot = slots.writer(index)
+    slot.pid = os.getpid()
+    if os.getppid() != master_pid:        # the master died before PDEATHSIG was armed
+        return 0
+    channel.setblocking(False)
+    worker = IOWorker(index, config, channel, slot, wake_r, log)
+    try:
+        worker.load_services()
+    except ServiceBootError as e:
+        log.critical("cannot boot: %s", e)
+        return EXIT_BOOT_FAILURE
+    log.info("serving %d service(s)", len(worker.routes))
+    try:
+        return worker.run()
+    finally:
+        signal.set_wakeup_fd(-1)      # a late SIGTERM (PDEATHSIG) must not hit a closed fd
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        wake_w.close()

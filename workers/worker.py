@@ -1,0 +1,451 @@
+"""The IO worker: one process, one epoll loop, no threads.
+
+The loop only moves bytes: read → feed the connection's `ServerProtocol` → hand complete
+messages to the Lua service → send what the protocol queued. Everything slow or rare
+(timers, the shared-memory slot, signals) happens once per loop turn, not per message.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from lapps.config import Config, ServiceConfig
+from lapps.ipc.channel import receive_sockets
+from lapps.ipc.slots import SlotWriter, WorkerState
+from lapps.lua.runtime import LuaError, describe_lua_error
+from lapps.lua.service import ReactiveService
+from lapps.master.acl import Acl
+from lapps.ws.constants import CloseCode
+from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
+
+from .connection import Connection
+
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_OUT = select.EPOLLOUT
+_TEXT, _BINARY = 1, 2
+# timer kinds: what to check about a connection when its deadline passes
+_T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
+_HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
+
+
+@dataclass(slots=True)
+class Route:
+    """A reactive service as mounted on its request target in this worker."""
+
+    config: ServiceConfig
+    instance: ReactiveService
+    acl: Acl
+    extra_headers: tuple[tuple[str, str], ...]
+
+
+class IOWorker:
+    """Owns the client sockets handed over by the master and runs their services."""
+
+    def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
+                 wakeup: socket.socket, log: logging.Logger) -> None:
+        self.index = index
+        self.config = config
+        self.channel = channel
+        self.slot = slot
+        self.wakeup = wakeup
+        self.log = log
+        lim = config.limits
+        self.max_handshake_size = lim.max_handshake_size
+        self.max_headers = lim.max_headers
+        self.handshake_timeout = lim.handshake_timeout
+        self.close_timeout = lim.close_timeout
+        self.buf = bytearray(config.workers.input_buffer_size)
+        self.view = memoryview(self.buf)
+        self.ep = select.epoll()
+        self.conns: dict[int, Connection] = {}          # fd → connection
+        self.by_handler: dict[int, Connection] = {}     # handler → open connection
+        self.dirty: list[Connection] = []               # connections with bytes to send
+        self.timers: list[tuple[float, int, int, Connection]] = []
+        self.timer_seq = 0
+        self.routes: dict[str, Route] = {}
+        self.handler_base = 0
+        self.handler_seq = 0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.signals: list[int] = []
+
+    # ------------------------------------------------------------------ boot
+
+    def load_services(self) -> None:
+        """One instance of every reactive service; raises ServiceBootError on failure."""
+        for name, svc in self.config.services.items():
+            if svc.standalone:
+                continue
+            instance = ReactiveService(name, svc.script, svc.directory, self._lua_send,
+                                       self._lua_close, svc.allow_exec, self.log)
+            instance.start()
+            self.routes[svc.request_target] = Route(
+                svc, instance, Acl(svc.acl.policy, svc.acl.exclude),
+                tuple(svc.extra_headers.items()))
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        """Serve until stopped; returns the process exit status."""
+        self.handler_base = os.getpid() << _HANDLER_SEQ_BITS
+        self.slot.pid = os.getpid()
+        ep = self.ep
+        chan_fd = self.channel.fileno()
+        wake_fd = self.wakeup.fileno()
+        ep.register(chan_fd, select.EPOLLIN)
+        ep.register(wake_fd, select.EPOLLIN)
+        self.slot.state = WorkerState.RUNNING
+        self.slot.publish(time.monotonic())
+        conns = self.conns
+        dirty = self.dirty
+        read = self._read
+        flush = self._flush
+        max_events = self.config.workers.max_poll_events
+        poll = ep.poll
+        while True:
+            timeout = 1.0
+            if self.timers:
+                timeout = min(timeout, max(0.0, self.timers[0][0] - time.monotonic()))
+            try:
+                ready = poll(timeout, max_events)
+            except InterruptedError:
+                ready = ()
+            for fd, ev in ready:
+                conn = conns.get(fd)
+                if conn is not None:
+                    if ev & _OUT:
+                        flush(conn)
+                        if ev == _OUT:
+                            continue
+                    read(conn)
+                elif fd == chan_fd:
+                    self._take_connections()
+                elif fd == wake_fd:
+                    self._handle_signals()
+            while dirty:
+                conn = dirty.pop()
+                conn.dirty = False
+                flush(conn)
+            now = time.monotonic()
+            if self.timers and self.timers[0][0] <= now:
+                self._run_timers(now)
+            if self.stopping and (not conns or now >= self.stop_deadline):
+                return self._finish_stop()
+            self.slot.publish(now)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            n = conn.sock.recv_into(self.buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return self._drop(conn)
+        if not n:
+            return self._eof(conn)
+        if conn.lingering:
+            return
+        slot = self.slot
+        slot.bytes_in += n
+        proto = conn.proto
+        proto.receive_data(self.view[:n])
+        events = proto.events
+        if events:
+            for kind, value in events:
+                if kind <= _BINARY:
+                    if proto.state != State.OPEN:
+                        continue
+                    slot.messages_in += 1
+                    try:
+                        ok = conn.on_message(conn.handler, kind, value)
+                    except LuaError as e:
+                        self._lua_failed(conn, describe_lua_error(e))
+                        continue
+                    if ok is not True:
+                        self._lua_failed(conn, f"onMessage returned {ok!r}, not true")
+                elif kind == EV_REQUEST:
+                    self._route(conn, value)
+                elif kind == EV_CLOSED:
+                    self._closed(conn)
+            events.clear()
+        if proto.out and not conn.dirty:
+            conn.dirty = True
+            self.dirty.append(conn)
+
+    def _flush(self, conn: Connection) -> None:
+        out = conn.proto.out
+        if out:
+            try:
+                n = conn.sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                return self._drop(conn)
+            self.slot.bytes_out += n
+            del out[:n]
+            if out:
+                self.slot.backlog += len(out) - conn.backlog
+                conn.backlog = len(out)
+                if not conn.want_write:
+                    conn.want_write = True
+                    self.ep.modify(conn.fd, _IN | _OUT)
+                return
+            if conn.want_write:
+                conn.want_write = False
+                self.slot.backlog -= conn.backlog
+                conn.backlog = 0
+                self.ep.modify(conn.fd, _IN)
+        if conn.proto.state == State.CLOSED and not conn.lingering:
+            self._linger(conn)
+
+    # ------------------------------------------------------------------ connection lifecycle
+
+    def _take_connections(self) -> None:
+        """Receive sockets the master passed over the channel (SCM_RIGHTS)."""
+        while True:
+            try:
+                socks, master_gone = receive_sockets(self.channel)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.log.error("channel to the master failed: %s; stopping", e)
+                return self._begin_stop()
+            if master_gone:
+                self.log.warning("the master is gone; stopping")
+                return self._begin_stop()
+            for sock in socks:
+                self.slot.taken += 1
+                if self.stopping:
+                    sock.close()
+                else:
+                    self._adopt(sock)
+
+    def _adopt(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            peer = sock.getpeername()[0]
+        except OSError:
+            sock.close()     # reset by the peer between accept and now
+            return
+        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers))
+        self.conns[conn.fd] = conn
+        self.ep.register(conn.fd, _IN)
+        self.slot.connections += 1
+        self.slot.handshakes += 1
+        if self.handshake_timeout:
+            self._timer(self.handshake_timeout, _T_HANDSHAKE, conn)
+
+    def _route(self, conn: Connection, req) -> None:
+        """Mount an upgrade request on its service, or answer it with an HTTP error."""
+        proto = conn.proto
+        self.slot.handshakes -= 1
+        route = self.routes.get(req.path)
+        if route is None:
+            return proto.reject(404, f"no service at {req.path}")
+        svc = route.config
+        if not route.acl.allows(conn.peer):
+            return proto.reject(403, "address not allowed")
+        origin = req.get("origin")
+        if svc.origins and origin is not None and origin not in svc.origins:
+            return proto.reject(403, "origin not allowed")
+        proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
+                     self.config.workers.auto_fragment)
+        self.handler_seq += 1
+        conn.handler = self.handler_base | self.handler_seq
+        conn.service = route
+        conn.on_message = route.instance.on_message
+        conn.opened = True
+        self.by_handler[conn.handler] = conn
+
+    def _closed(self, conn: Connection) -> None:
+        """The WebSocket is over (close handshake done or failed): tell the service."""
+        if conn.opened:
+            conn.opened = False
+            self.by_handler.pop(conn.handler, None)
+            conn.service.instance.disconnect(conn.handler)
+
+    def _linger(self, conn: Connection) -> None:
+        """Everything is sent: shut our side and read until the peer's EOF.
+
+        Closing at once with unread input makes the kernel send RST, which can destroy
+        the close frame or HTTP error still in flight to the client.
+        """
+        conn.lingering = True
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self._drop(conn)
+        self._timer(self.close_timeout or 1.0, _T_LINGER, conn)
+
+    def _eof(self, conn: Connection) -> None:
+        if not conn.lingering:
+            conn.proto.receive_eof()
+            conn.proto.events.clear()
+            self._closed(conn)
+        self._release(conn)
+
+    def _drop(self, conn: Connection) -> None:
+        """The socket failed (reset, broken pipe) or a deadline passed: close it now."""
+        if conn.fd in self.conns:
+            conn.proto.receive_eof()
+            conn.proto.events.clear()
+            self._closed(conn)
+            self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        if self.conns.pop(conn.fd, None) is None:
+            return
+        if conn.proto.state < State.OPEN:
+            self.slot.handshakes -= 1
+        self.slot.connections -= 1
+        self.slot.backlog -= conn.backlog
+        conn.backlog = 0
+        try:
+            self.ep.unregister(conn.fd)
+        except (OSError, ValueError):
+            pass   # already gone with the socket
+        conn.sock.close()
+
+    # ------------------------------------------------------------------ the ws host module
+
+    def _lua_send(self, handler, opcode, data) -> tuple:
+        """`ws:send(handler, opcode, message)`: queue a frame; never blocks."""
+        conn = self.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        if type(data) is not bytes:
+            return False, b"message must be a string"
+        if opcode == _TEXT:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return False, b"text message is not valid UTF-8"
+        elif opcode != _BINARY:
+            return False, b"opcode must be 1 (text) or 2 (binary)"
+        if not conn.proto.send(opcode, data):
+            return False, b"connection is closing"
+        self.slot.messages_out += 1
+        if not conn.dirty:
+            conn.dirty = True
+            self.dirty.append(conn)
+        return True,
+
+    def _lua_close(self, handler, code=None, reason=None) -> tuple:
+        """`ws:close(handler, code[, reason])`: start the closing handshake."""
+        conn = self.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        code = CloseCode.NORMAL if code is None else code
+        if type(code) is float and code.is_integer():
+            code = int(code)
+        if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014):
+            return False, b"invalid close code"
+        text = ""
+        if reason is not None:
+            if type(reason) is not bytes:
+                return False, b"reason must be a string"
+            try:
+                text = reason.decode("utf-8")
+            except UnicodeDecodeError:
+                return False, b"reason is not valid UTF-8"
+        self._close(conn, code, text)
+        return True,
+
+    def _close(self, conn: Connection, code: int, reason: str) -> None:
+        if conn.proto.close(code, reason):
+            self._timer(self.close_timeout or 1.0, _T_CLOSE, conn)
+            if not conn.dirty:
+                conn.dirty = True
+                self.dirty.append(conn)
+
+    def _lua_failed(self, conn: Connection, what: str) -> None:
+        """A service error costs its connection (1011) and nothing else."""
+        self.slot.lua_errors += 1
+        svc = conn.service.config
+        self.log.error("service %s (%s), handler %d: %s", svc.name, svc.script, conn.handler, what)
+        self._close(conn, CloseCode.INTERNAL_ERROR, "service error")
+
+    # ------------------------------------------------------------------ timers
+
+    def _timer(self, delay: float, kind: int, conn: Connection) -> None:
+        self.timer_seq += 1
+        heapq.heappush(self.timers, (time.monotonic() + delay, self.timer_seq, kind, conn))
+
+    def _run_timers(self, now: float) -> None:
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, conn = heapq.heappop(timers)
+            if conn.fd not in self.conns or self.conns[conn.fd] is not conn:
+                continue
+            state = conn.proto.state
+            if kind == _T_HANDSHAKE and state < State.OPEN:
+                self._drop(conn)
+            elif kind == _T_CLOSE and state == State.CLOSING:
+                self._drop(conn)
+            elif kind == _T_LINGER:
+                self._release(conn)
+
+    # ------------------------------------------------------------------ signals and stop
+
+    def _handle_signals(self) -> None:
+        try:
+            data = self.wakeup.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            if signum == signal.SIGQUIT:
+                self.log.info("SIGQUIT: stopping now")
+                raise SystemExit(0)
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        """Graceful stop: take no more sockets, close every WebSocket with 1001."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.slot.state = WorkerState.DRAINING
+        self.stop_deadline = time.monotonic() + self.config.server.shutdown_timeout
+        try:
+            self.ep.unregister(self.channel.fileno())
+        except (OSError, ValueError):
+            pass
+        for conn in list(self.conns.values()):
+            state = conn.proto.state
+            if state == State.OPEN:
+                self._close(conn, CloseCode.GOING_AWAY, "server shutting down")
+            elif state < State.OPEN:
+                self._drop(conn)
+
+    def _finish_stop(self) -> int:
+        for conn in list(self.conns.values()):
+            self._drop(conn)
+        for route in self.routes.values():
+            route.instance.shutdown()
+        self.slot.state = WorkerState.STOPPED
+        self.slot.publish(time.monotonic())
+        return 0
+
+
+def install_signal_wakeup() -> tuple[socket.socket, socket.socket]:
+    """Route SIGTERM/SIGQUIT to a socket pair the loop polls (handlers only record).
+
+    Returns `(read_end, write_end)`; both must stay open. SIGINT is ignored by workers:
+    a Ctrl-C in a terminal reaches the whole process group, and the master decides
+    what a SIGINT means.
+    """
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    for sig in (signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, lambda s, f: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rsock, wsock
