@@ -1,0 +1,558 @@
+"""LAppS configuration: one TOML file merged key by key over built-in defaults (DESIGN §2).
+
+Call `load_config` once, in the composition root (the CLI), and pass the frozen `Config` (or the
+section a part needs) down; nothing else reads files or the environment for settings. Every check
+runs at load time so a bad value stops the server before it binds a port or forks a worker, and every
+`ConfigError` names the dotted key, the value and what was expected.
+
+Validation is driven by the schema tables below (`_SERVER`, `_LIMITS`, … `_SERVICE`): each key has a
+default and a check that returns the normalised value. Only what spans keys (unique request targets,
+`depends`, script files, TLS files) is written out by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import ipaddress
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import toml
+
+PRELOAD_MODULES = ("nap", "time", "murmur", "mqr", "cws")
+"""Optional Lua host modules a service may ask for in `preload`."""
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message says where (dotted key or file) and why."""
+
+
+# --- the configuration, as the rest of the server sees it -------------------------------------
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """`[server.tls]`: serve wss:// with this certificate and key when enabled."""
+    enabled: bool
+    cert: str
+    key: str
+    min_version: str
+
+
+@dataclass(frozen=True)
+class ACLConfig:
+    """An access list: `policy` ("allow"/"deny") applies to every peer not in `exclude` (CIDRs)."""
+    policy: str
+    exclude: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """`[server]`: listening socket, process counts, timeouts (seconds) and the services folder."""
+    ip: str
+    port: int
+    listeners: int
+    workers: int
+    max_connections: int
+    shutdown_timeout: float
+    drain_timeout: float
+    services_dir: str
+    tls: TLSConfig
+    acl: ACLConfig
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """`[limits]`: per-connection bounds; sizes in bytes, times in seconds (0 = off where noted)."""
+    max_handshake_size: int
+    max_headers: int
+    handshake_timeout: float
+    idle_timeout: float
+    ping_interval: float
+    ping_timeout: float
+    close_timeout: float
+    max_outbound_buffer: int
+    max_connections_per_ip: int
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """`[workers]`: event loop tuning. `heartbeat_timeout`: seconds without a heartbeat before the
+    master kills a worker whose loop is stuck."""
+    max_poll_events: int
+    input_buffer_size: int
+    auto_fragment: int
+    heartbeat_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    """`[balancer]`: how much a worker's connections and backlog count when placing a connection."""
+    connection_weight: float
+    backlog_weight: float
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """`[admin]`: the plain-HTTP metrics/health endpoint; port 0 turns it off."""
+    ip: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """`[cluster]`: optional Redis bus for bcast/mqr across nodes; "" = single node."""
+    redis_url: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """`[services.NAME]`: one Lua service. `directory` and `script` derive from services_dir and the
+    name and are never read from the file. Keyword-only: too many fields to pass by position."""
+    name: str
+    protocol: str
+    request_target: str
+    max_inbound_message_size: int
+    preload: tuple[str, ...]
+    acl: ACLConfig
+    extra_headers: dict[str, str]
+    subprotocols: tuple[str, ...]
+    origins: tuple[str, ...]
+    permessage_deflate: bool
+    lapps_max_errors: int
+    standalone: bool
+    instances: int
+    depends: tuple[str, ...]
+    auto_start: bool
+    allow_exec: bool = False
+    directory: str
+    script: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole merged configuration. `source` (the file read, if any) is left out of equality so
+    a config re-read from `to_toml` output equals the original."""
+    server: ServerConfig
+    limits: LimitsConfig
+    workers: WorkersConfig
+    balancer: BalancerConfig
+    admin: AdminConfig
+    cluster: ClusterConfig
+    services: dict[str, ServiceConfig]
+    source: str | None = field(default=None, compare=False)
+
+
+# --- value checks: each returns the normalised value or raises _Invalid --------------------------
+
+Check = Callable[[Any], Any]
+
+
+class _Invalid(Exception):
+    """Raised by a check with what it expected; `sub` and `value` point inside a list or table."""
+
+    def __init__(self, expected: str, sub: str = "", value: Any = None, inner: bool = False):
+        super().__init__(expected)
+        self.expected, self.sub, self.value, self.inner = expected, sub, value, inner
+
+
+def _rule(what: str, ok: Callable[[Any], bool], convert: Callable[[Any], Any] = lambda v: v) -> Check:
+    def check(v: Any) -> Any:
+        if not ok(v):
+            raise _Invalid(what)
+        return convert(v)
+    return check
+
+
+def _parses(parse: Callable[[str], object], v: Any) -> bool:
+    try:
+        return isinstance(v, str) and parse(v) is not None
+    except ValueError:
+        return False
+
+
+def _is_int(v: Any) -> bool:
+    """A TOML integer: 64-bit, and not a bool (bool is an int in Python; `port = true` is a mistake)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
+
+
+def _integer(lo: int, hi: int | None = None) -> Check:
+    what = f"an integer from {lo} to {hi}" if hi is not None else (
+        "a non-negative integer" if lo == 0 else "a positive integer" if lo == 1 else f"an integer >= {lo}")
+    return _rule(what, lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi))
+
+
+def _number(positive: bool = False) -> Check:
+    def ok(v: Any) -> bool:
+        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+    return _rule("a positive number" if positive else "a non-negative number", ok, float)
+
+
+def _choice(*options: str, fold: bool = False) -> Check:
+    what = "one of " + ", ".join(json.dumps(o) for o in options) + (" (any case)" if fold else "")
+    norm: Callable[[str], str] = str.lower if fold else str
+    return _rule(what, lambda v: isinstance(v, str) and norm(v) in options, norm)
+
+
+def _list(item: Check, what: str) -> Check:
+    def check(v: Any) -> tuple:
+        if not isinstance(v, (list, tuple)):
+            raise _Invalid(what)
+        out = []
+        for i, x in enumerate(v):
+            try:
+                out.append(item(x))
+            except _Invalid as e:
+                raise _Invalid(e.expected, f"[{i}]", x, inner=True) from None
+        return tuple(out)
+    return check
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 7230 token: header names, subprotocols
+def _text(v: Any) -> bool:
+    """Config strings are printable: no control characters to smuggle into a log line or an HTTP
+    head, and none that the `toml` encoder mangles (it writes them as Python escapes)."""
+    return isinstance(v, str) and v.isprintable()
+
+
+_boolean = _rule("true or false", lambda v: isinstance(v, bool))
+_string = _rule("a string of printable characters", _text)
+_ip = _rule("an IPv4 or IPv6 address", lambda v: _parses(ipaddress.ip_address, v))
+_cidr = _rule("an IP address or CIDR block",
+              lambda v: _parses(lambda x: ipaddress.ip_network(x, strict=False), v))
+_path = _rule("a non-empty path of printable characters", lambda v: _text(v) and v != "")
+_token = _rule("an HTTP token (letters, digits, !#$%&'*+.^_`|~-)",
+               lambda v: isinstance(v, str) and bool(_TOKEN.match(v)))
+_target = _rule("a path starting with / (no spaces, query or fragment)",  # visible ASCII but ? and #
+                lambda v: isinstance(v, str) and bool(re.match(r"/[\x21-\x22\x24-\x3e\x40-\x7e]*\Z", v)))
+_redis_url = _rule('"" or a redis://, rediss:// or unix:// URL',
+                   lambda v: _text(v) and (v == "" or bool(re.match(r"(redis|rediss|unix)://", v))))
+
+
+def _headers(v: Any) -> dict[str, str]:
+    """extra_headers: the handshake writes Upgrade, Connection and Sec-WebSocket-* itself; a service
+    must not forge those, nor smuggle a line break into the 101 response (see _text)."""
+    if not isinstance(v, dict):
+        raise _Invalid("a table of header names to string values")
+    for name, value in v.items():
+        low = name.lower()
+        if not _TOKEN.match(name) or low in ("upgrade", "connection") or low.startswith("sec-websocket-"):
+            what = "a header name other than Upgrade, Connection, Sec-WebSocket-*"
+            raise _Invalid(what, f".{name}", name, inner=True)
+        if not _text(value):
+            raise _Invalid("a string of printable characters", f".{name}", value, inner=True)
+    return dict(v)
+
+
+# --- the schema: key -> default and check; nested sections are _Section -------------------------
+
+
+@dataclass(frozen=True)
+class _Field:
+    default: Any
+    check: Check
+    path: bool = False  # a relative value is relative to the folder of the file that sets it
+
+
+@dataclass(frozen=True)
+class _Section:
+    cls: type
+    keys: dict[str, _Field | _Section]
+
+
+_ACL = _Section(ACLConfig, {
+    "policy": _Field("allow", _choice("allow", "deny")),
+    "exclude": _Field([], _list(_cidr, "a list of IP addresses or CIDR blocks")),
+})
+_TLS = _Section(TLSConfig, {
+    "enabled": _Field(False, _boolean),
+    "cert": _Field("ssl/localhost.crt", _path, path=True),
+    "key": _Field("ssl/localhost.key", _path, path=True),
+    "min_version": _Field("1.2", _choice("1.2", "1.3")),
+})
+_SERVER = _Section(ServerConfig, {
+    "ip": _Field("0.0.0.0", _ip),
+    "port": _Field(5083, _integer(1, 65535)),
+    "listeners": _Field(2, _integer(1)),
+    "workers": _Field(4, _integer(1)),
+    "max_connections": _Field(10000, _integer(1)),
+    "shutdown_timeout": _Field(10, _number()),
+    "drain_timeout": _Field(30, _number()),
+    "services_dir": _Field("../services", _path, path=True),
+    "tls": _TLS,
+    "acl": _ACL,
+})
+_LIMITS = _Section(LimitsConfig, {
+    "max_handshake_size": _Field(8192, _integer(1)),
+    "max_headers": _Field(100, _integer(1)),
+    "handshake_timeout": _Field(10, _number()),
+    "idle_timeout": _Field(0, _number()),
+    "ping_interval": _Field(30, _number()),
+    "ping_timeout": _Field(30, _number()),
+    "close_timeout": _Field(5, _number()),
+    "max_outbound_buffer": _Field(4194304, _integer(1)),
+    "max_connections_per_ip": _Field(0, _integer(0)),
+})
+_WORKERS = _Section(WorkersConfig, {
+    "max_poll_events": _Field(512, _integer(1)),
+    "input_buffer_size": _Field(65536, _integer(1)),
+    "auto_fragment": _Field(0, _integer(0)),
+    "heartbeat_timeout": _Field(10, _number(positive=True)),
+})
+_ROOT = _Section(Config, {
+    "server": _SERVER,
+    "limits": _LIMITS,
+    "workers": _WORKERS,
+    "balancer": _Section(BalancerConfig, {
+        "connection_weight": _Field(1.0, _number()),
+        "backlog_weight": _Field(0.01, _number()),
+    }),
+    "admin": _Section(AdminConfig, {
+        "ip": _Field("127.0.0.1", _ip),
+        "port": _Field(5084, _integer(0, 65535)),
+    }),
+    "cluster": _Section(ClusterConfig, {"redis_url": _Field("", _redis_url)}),
+})  # `services` is checked by _build_services: its keys are the operator's service names.
+_SERVICE = _Section(ServiceConfig, {
+    "protocol": _Field("raw", _choice("raw", "lapps", fold=True)),
+    "request_target": _Field(None, _target),  # None: "/<name>", filled in by _build_services
+    "max_inbound_message_size": _Field(16777216, _integer(1)),
+    "preload": _Field([], _list(_choice(*PRELOAD_MODULES), "a list of module names")),
+    "acl": _ACL,
+    "extra_headers": _Field({}, _headers),
+    "subprotocols": _Field([], _list(_token, "a list of subprotocol names")),
+    "origins": _Field([], _list(_string, "a list of Origin values")),
+    "permessage_deflate": _Field(False, _boolean),
+    "lapps_max_errors": _Field(3, _integer(0)),
+    "standalone": _Field(False, _boolean),
+    "instances": _Field(1, _integer(1)),
+    "depends": _Field([], _list(_string, "a list of service names")),
+    "auto_start": _Field(True, _boolean),
+    "allow_exec": _Field(False, _boolean),
+})
+_SERVICE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # a folder, a file and a Lua module name
+
+
+# --- merging and building ---------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    """A value as the operator wrote it in TOML (true, "text"), not as Python prints it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _defaults(section: _Section) -> dict[str, Any]:
+    """A fresh tree of the defaults (deep copies: layers are merged into it, never into the schema)."""
+    return {k: _defaults(s) if isinstance(s, _Section) else copy.deepcopy(s.default)
+            for k, s in section.keys.items()}
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `overlay` laid over it key by key: tables merge, other values replace."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(section: _Section, layer: dict[str, Any], base: str) -> None:
+    """Make the path values one layer sets absolute against `base`, that layer's own folder, so
+    a path means the same whichever file (or command line) it came from. Mutates `layer`."""
+    for key, spec in section.keys.items():
+        value = layer.get(key)
+        if isinstance(spec, _Section) and isinstance(value, dict):
+            _resolve_paths(spec, value, base)
+        elif isinstance(spec, _Field) and spec.path and isinstance(value, str) and value:
+            layer[key] = os.path.abspath(os.path.join(base, value))
+
+
+def _build(section: _Section, tree: Any, prefix: str, **extra: Any) -> Any:
+    """Check `tree` (already merged over defaults) against `section` and make its dataclass."""
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {_show(tree)}")
+    for key in tree:
+        if key not in section.keys:
+            known = ", ".join([*section.keys, "services"] if section is _ROOT else section.keys)
+            raise ConfigError(f"{_join(prefix, key)}: unknown key (expected one of: {known})")
+    values: dict[str, Any] = {}
+    for key, spec in section.keys.items():
+        dotted = _join(prefix, key)
+        if isinstance(spec, _Section):
+            values[key] = _build(spec, tree[key], dotted)
+            continue
+        try:
+            values[key] = spec.check(tree[key])
+        except _Invalid as e:
+            shown = e.value if e.inner else tree[key]
+            raise ConfigError(f"{dotted}{e.sub}: expected {e.expected}, got {_show(shown)}") from None
+    return section.cls(**values, **extra)
+
+
+def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
+    """Each [services.NAME] over the service defaults; the script must exist now, not at fork."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"services: expected a table of services, got {_show(raw)}")
+    services: dict[str, ServiceConfig] = {}
+    for name, table in raw.items():
+        key = f"services.{name}"
+        if not _SERVICE_NAME.match(name):
+            raise ConfigError(f"{key}: expected a service name of letters, digits and _, got {_show(name)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table, got {_show(table)}")
+        merged = _merge(_defaults(_SERVICE), table)
+        if merged["request_target"] is None:
+            merged["request_target"] = "/" + name
+        directory = os.path.join(services_dir, name)
+        script = os.path.join(directory, f"{name}.lua")
+        services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script)
+        if not os.path.isfile(script):
+            raise ConfigError(f"{key}: script not found: {script}")
+    _check_links(services)
+    return services
+
+
+def _check_links(services: dict[str, ServiceConfig]) -> None:
+    """What spans services: one reactive service per request target; `depends` names services and
+    has no cycle (the start order must exist)."""
+    owner: dict[str, str] = {}
+    for name, svc in services.items():
+        if svc.standalone:
+            continue
+        if svc.request_target in owner:
+            other = owner[svc.request_target]
+            raise ConfigError(f"services.{name}.request_target: expected a path no other service uses, "
+                              f"got {_show(svc.request_target)} (services.{other} has it)")
+        owner[svc.request_target] = name
+    for name, svc in services.items():
+        for i, dep in enumerate(svc.depends):
+            if dep not in services:
+                raise ConfigError(f"services.{name}.depends[{i}]: expected the name of a configured "
+                                  f"service, got {_show(dep)}")
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in trail:
+            cycle = " -> ".join(trail + (name,))
+            raise ConfigError(f"services.{name}.depends: expected no dependency cycle, got {cycle}")
+        for dep in services[name].depends:
+            visit(dep, trail + (name,))
+
+    for name in services:
+        visit(name, ())
+
+
+def _check_server(config: Config) -> None:
+    """Checks that span keys of [server] and [admin]."""
+    tls = config.server.tls
+    if tls.enabled:
+        for key, path in (("cert", tls.cert), ("key", tls.key)):
+            if not os.path.isfile(path):
+                raise ConfigError(f"server.tls.{key}: file not found: {path}")
+    if config.admin.port and config.admin.port == config.server.port:
+        raise ConfigError(f"admin.port: expected a port other than server.port, got {config.admin.port}")
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config file: {e}") from None
+    try:
+        # the standard library's strict TOML 1.0 parser; `toml` (lenient, with known parse
+        # bugs) is only used to write --print-config
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def _nest(overrides: Mapping[str, object]) -> dict[str, Any]:
+    """{"server.port": 9000} -> {"server": {"port": 9000}}. None means "flag not given": skipped."""
+    tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        if not leaf or not all(parents):
+            raise ConfigError(f"{dotted}: expected a dotted key like server.port")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: overrides {part}, which another override sets to a value")
+        node[leaf] = value
+    return tree
+
+
+# --- public API --------------------------------------------------------------------------------
+
+
+def load_config(path: str | None = None, overrides: Mapping[str, object] | None = None) -> Config:
+    """Defaults, then the file at `path` (if any), then `overrides` (dotted keys: the CLI flags).
+
+    Relative paths in the file (and in the defaults, which stand in for it) are relative to the
+    file's folder; with no file, and in `overrides`, to the current directory. Raises ConfigError.
+    """
+    cwd = os.getcwd()
+    base = os.path.dirname(os.path.abspath(path)) if path is not None else cwd
+    tree = _defaults(_ROOT)
+    _resolve_paths(_ROOT, tree, base)
+    tree["services"] = {}
+    layers: list[tuple[dict[str, Any], str]] = []
+    if path is not None:
+        path = os.path.abspath(path)
+        layers.append((_read(path), base))
+    if overrides:
+        layers.append((_nest(overrides), cwd))
+    for layer, layer_base in layers:
+        _resolve_paths(_ROOT, layer, layer_base)
+        tree = _merge(tree, layer)
+    services_table = tree.pop("services")
+    config = _build(_ROOT, tree, "", services={}, source=path)
+    services = _build_services(services_table, config.server.services_dir)
+    config = dataclasses.replace(config, services=services)
+    _check_server(config)
+    return config
+
+
+def default_config_path() -> str | None:
+    """The file to load when --config is absent: $LAPPS_CONFIG if set and non-empty, else the
+    repo's shipped etc/lapps.toml if it exists, else None (built-in defaults only)."""
+    env = os.environ.get("LAPPS_CONFIG")
+    if env:
+        return env
+    shipped = Path(__file__).resolve().parent.parent / "etc" / "lapps.toml"
+    return str(shipped) if shipped.is_file() else None
+
+
+def to_toml(config: Config) -> str:
+    """The merged config as TOML (for --print-config). Paths are absolute, so the text means the
+    same wherever it is saved, and load_config of it gives an equal Config."""
+    tables = {name: dataclasses.asdict(getattr(config, name)) for name in _ROOT.keys}
+    for name, svc in config.services.items():
+        table = dataclasses.asdict(svc)
+        for derived in ("name", "directory", "script"):
+            del table[derived]
+        tables[f"services.{name}"] = table
+    # One dumps() per section keeps [server.tls] next to [server], as in etc/lapps.toml.
+    parts = [f"# LAppS configuration, merged from {config.source or 'built-in defaults'}\n"]
+    for dotted, table in tables.items():
+        head, _, name = dotted.partition(".")
+        parts.append(toml.dumps({head: {name: table}} if name else {head: table}))
+    return "\n".join(parts)
