@@ -15,7 +15,7 @@ class Connection:
     directly because attribute access is the cheapest thing the hot path can do.
     """
 
-    __slots__ = ("sock", "fd", "peer", "proto", "handler", "service", "on_message",
+    __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
                  "dirty", "want_write", "lingering", "opened", "backlog")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
@@ -25,7 +25,6 @@ class Connection:
         self.proto = proto
         self.handler = 0                  # the id Lua sees; set when the upgrade succeeds
         self.service: Any = None          # the hosting `Route` once upgraded
-        self.on_message: Any = None       # the service's onMessage, looked up once
         self.dirty = False                # in the worker's list of sockets to flush
         self.want_write = False           # registered for EPOLLOUT (the kernel buffer was full)
         self.lingering = False            # our side is shut; reading until EOF, then close

@@ -14,6 +14,7 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lapps.config import Config, ServiceConfig
@@ -29,7 +30,7 @@ from .connection import Connection
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
-_TEXT, _BINARY = 1, 2
+_TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 # timer kinds: what to check about a connection when its deadline passes
 _T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
@@ -158,18 +159,7 @@ class IOWorker:
         events = proto.events
         if events:
             for kind, value in events:
-                if kind <= _BINARY:
-                    if proto.state != State.OPEN:
-                        continue
-                    slot.messages_in += 1
-                    try:
-                        ok = conn.on_message(conn.handler, kind, value)
-                    except LuaError as e:
-                        self._lua_failed(conn, describe_lua_error(e))
-                        continue
-                    if ok is not True:
-                        self._lua_failed(conn, f"onMessage returned {ok!r}, not true")
-                elif kind == EV_REQUEST:
+                if kind == EV_REQUEST:
                     self._route(conn, value)
                 elif kind == EV_CLOSED:
                     self._closed(conn)
@@ -255,14 +245,35 @@ class IOWorker:
         origin = req.get("origin")
         if svc.origins and origin is not None and origin not in svc.origins:
             return proto.reject(403, "origin not allowed")
-        proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
-                     self.config.workers.auto_fragment)
         self.handler_seq += 1
         conn.handler = self.handler_base | self.handler_seq
         conn.service = route
-        conn.on_message = route.instance.on_message
         conn.opened = True
         self.by_handler[conn.handler] = conn
+        proto.on_message = self._dispatcher(conn, route)
+        # frames pipelined behind the request reach the service inside accept()
+        proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
+                     self.config.workers.auto_fragment)
+
+    def _dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
+        """The connection's message callback: one Lua call per message, errors contained.
+
+        Everything it needs is bound once here, so a message costs no lookups.
+        """
+        on_message = route.instance.on_message
+        handler = conn.handler
+        slot = self.slot
+        failed = self._lua_failed
+
+        def dispatch(opcode: int, payload: bytes) -> None:
+            slot.messages_in += 1
+            try:
+                ok = on_message(handler, opcode, payload)
+            except LuaError as e:
+                return failed(conn, describe_lua_error(e))
+            if ok is not True:
+                failed(conn, f"onMessage returned {ok!r}, not true")
+        return dispatch
 
     def _closed(self, conn: Connection) -> None:
         """The WebSocket is over (close handshake done or failed): tell the service."""
@@ -302,6 +313,7 @@ class IOWorker:
     def _release(self, conn: Connection) -> None:
         if self.conns.pop(conn.fd, None) is None:
             return
+        conn.proto.on_message = None      # break the conn → proto → callback → conn cycle
         if conn.proto.state < State.OPEN:
             self.slot.handshakes -= 1
         self.slot.connections -= 1

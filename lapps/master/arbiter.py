@@ -22,7 +22,7 @@ from ..config import Config
 from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel
 from ..ipc.slots import SlotBlock, WorkerState
 from .acl import Acl
-from .listeners import Dispatcher, bind_listeners, start_listeners
+from .listeners import Dispatcher, bind_listener, start_listeners
 
 # (index, config, worker end of the channel, slot block, master pid) -> exit status
 WorkerTarget = Callable[[int, Config, socket.socket, SlotBlock, int], int]
@@ -79,7 +79,10 @@ class Arbiter:
         srv = self.config.server
         prctl.set_proctitle("lapps: master")
         prctl.set_name("lapps-master")
-        self.listen_socks = bind_listeners(srv.ip, srv.port, srv.listeners)
+        try:
+            self.listen_socks = [bind_listener(srv.ip, srv.port)]
+        except OSError as e:
+            raise OSError(e.errno, f"cannot listen on {srv.ip}:{srv.port}: {e.strerror}") from None
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -91,7 +94,7 @@ class Arbiter:
         try:
             for w in self.workers:
                 self._spawn(w)
-            start_listeners(self.listen_socks, Acl(srv.acl.policy, srv.acl.exclude),
+            start_listeners(self.listen_socks[0], srv.listeners, Acl(srv.acl.policy, srv.acl.exclude),
                             self.dispatcher, self.stop_event)
             self._loop(wake_r)
         except HaltServer as e:

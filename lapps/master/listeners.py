@@ -1,7 +1,7 @@
 """Accept loops in the master: accept → server ACL → balancer → pass the socket.
 
-Each listener is a thread blocked in `accept()` on its own `SO_REUSEPORT` socket (the
-kernel spreads new connections over them); `accept` and `send_fds` release the GIL, so
+Each listener is a thread blocked in `accept()` on the shared listening socket (the kernel
+hands each new connection to one of them); `accept` and `send_fds` release the GIL, so
 threads are enough. The master never reads a byte from a client socket: it only refuses
 one outright (ACL: closed at once; every worker full: a canned HTTP 503).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from ..config import Config
 from ..ipc.channel import send_socket
@@ -23,25 +23,25 @@ from .balancer import pick_worker
 _ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop flag
 
 
-def bind_listeners(ip: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket]:
-    """`count` listening sockets on one address, sharing the port with SO_REUSEPORT."""
+def bind_listener(ip: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The listening socket that every accept loop of this address shares.
+
+    Deliberately without SO_REUSEPORT: with it, a second server started on the same port
+    by mistake binds without error and silently takes half the connections. The accept
+    loops are threads of one process, so one shared socket serves them just as well (the
+    kernel wakes one blocked accept per connection).
+    """
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    socks = []
+    s = socket.socket(family, socket.SOCK_STREAM)
     try:
-        for _ in range(count):
-            s = socket.socket(family, socket.SOCK_STREAM)
-            socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if count > 1:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((ip, port))
-            s.listen(backlog)
-            s.settimeout(_ACCEPT_POLL)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((ip, port))
+        s.listen(backlog)
+        s.settimeout(_ACCEPT_POLL)
     except OSError:
-        for s in socks:
-            s.close()
+        s.close()
         raise
-    return socks
+    return s
 
 
 class Dispatcher:
@@ -129,9 +129,10 @@ class Listener(threading.Thread):
                         pass   # the client left already
 
 
-def start_listeners(socks: Sequence[socket.socket], acl: Acl, dispatcher: Dispatcher,
+def start_listeners(sock: socket.socket, count: int, acl: Acl, dispatcher: Dispatcher,
                     stop: threading.Event) -> list[Listener]:
-    threads = [Listener(i + 1, s, acl, dispatcher, stop) for i, s in enumerate(socks)]
+    """`count` accept loops on `sock`."""
+    threads = [Listener(i + 1, sock, acl, dispatcher, stop) for i in range(count)]
     for t in threads:
         t.start()
     return threads

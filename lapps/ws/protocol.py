@@ -7,7 +7,11 @@ handles `events`, a list of `(kind, value)` tuples that it clears once handled:
   routes it and calls `accept()` (which queues the 101 and parses any frames that came
   pipelined behind the request) or `reject()` (which queues an HTTP error).
 - `(Opcode.TEXT, bytes)` / `(Opcode.BINARY, bytes)`: one complete message. Text has
-  been checked as UTF-8, fragment by fragment as it arrived (fail fast).
+  been checked as UTF-8, fragment by fragment as it arrived (fail fast). When the
+  `on_message(opcode, payload)` callback is set, messages go to it instead, at the moment
+  each one completes: what it sends in answer is then queued before anything a later
+  frame in the same read triggers (a protocol error's close frame, say), so replies keep
+  the order of the requests. The worker uses the callback; it also saves a tuple per message.
 - `(EV_CLOSED, code)`: the WebSocket is finished (close handshake done, or failed with
   `code`). Nothing more will be read; the worker flushes `out` and closes the TCP side.
 
@@ -23,6 +27,7 @@ unmasked), which is what makes fail-fast UTF-8 and early 1009 possible.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from enum import IntEnum
 
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
@@ -53,7 +58,7 @@ class ServerProtocol:
     """One connection: handshake, frame parsing, message assembly, close handshake."""
 
     __slots__ = (
-        "state", "out", "events", "request", "max_handshake_size", "max_headers",
+        "state", "out", "events", "on_message", "request", "max_handshake_size", "max_headers",
         "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
         "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
         "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl",
@@ -63,6 +68,7 @@ class ServerProtocol:
         self.state = State.HANDSHAKE
         self.out = bytearray()
         self.events: list[tuple[int, object]] = []
+        self.on_message: Callable[[int, bytes], None] | None = None
         self.request: Request | None = None
         self.max_handshake_size = max_handshake_size
         self.max_headers = max_headers
@@ -200,7 +206,10 @@ class ServerProtocol:
                         except UnicodeDecodeError:
                             return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
                     if self.state == State.OPEN:
-                        events.append((opcode, payload))
+                        if self.on_message is None:
+                            events.append((opcode, payload))
+                        else:
+                            self.on_message(opcode, payload)
                     continue
                 self._opcode = opcode
                 self._fin = fin
@@ -259,7 +268,10 @@ class ServerProtocol:
         opcode = self._msg_opcode
         self._msg_opcode = 0
         if self.state == State.OPEN:
-            self.events.append((opcode, payload))
+            if self.on_message is None:
+                self.events.append((opcode, payload))
+            else:
+                self.on_message(opcode, payload)
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
