@@ -16,7 +16,7 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libcap-dev python3-venv python3-dev gcc >/dev/null; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py lapps/ws/_speedups.c
 	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -30,6 +30,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Autobahn TestSuite (fuzzingclient) cases 1-10 against /echo; builds a Python 2.7 venv once.
+autobahn: $(STAMP)
+	tests/autobahn/against_lapps.sh
 
 bench: $(STAMP)
 	$(PY) bench/bench_frames.py

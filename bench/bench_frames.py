@@ -4,8 +4,9 @@ What it measures (all in one process, no sockets, so only the codec's own cost s
 - parse: masked client frames fed to each library's Sans-I/O server protocol, messages
   out the other side (277-byte text, the original LAppS benchmark's size; 64 KiB binary);
 - serialize: one server frame queued per message;
-- mask: XOR of a payload with a 4-byte key (LAppS: one big-int XOR in Python;
-  websockets: its C extension `speedups.apply_mask`).
+- mask: XOR of a payload with a 4-byte key (LAppS: its C extension `_speedups.mask`, and
+  the pure-Python big-int XOR used where the extension is not built; websockets: its C
+  extension `speedups.apply_mask`).
 
 Figures are ratios LAppS / websockets from alternating rounds, medians: this machine is
 shared and noisy, so absolute numbers alone mean little.
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lapps.ws.frames import encode_frame, mask  # noqa: E402
+from lapps.ws.frames import encode_frame, mask, mask_python  # noqa: E402
 from lapps.ws.protocol import ServerProtocol  # noqa: E402
 
 KEY = b"\x37\xfa\x21\x3d"
@@ -140,6 +141,8 @@ def main() -> None:
     ]
     for size in (16, 277, 4096, 65536, 1 << 20):
         cases.append((f"mask {size} B", "MB/s", masker(mask, size), masker(apply_mask, size)))
+    for size in (277, 65536):
+        cases.append((f"mask {size} B (no C ext)", "MB/s", masker(mask_python, size), masker(apply_mask, size)))
 
     print(f"bench_frames: {args.rounds} alternating rounds x {args.seconds}s, medians; "
           "peer = python-websockets (C-accelerated masking)")

@@ -32,12 +32,13 @@ def frame_header(opcode: int, length: int, fin: bool = True, rsv1: bool = False,
     return _PACK_Q(b0, m | 127, length)
 
 
-def mask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
+def mask_python(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
     """XOR `data` with the 4-byte `key`, starting at byte `offset` of the key stream.
 
     One big-integer XOR: the interpreter does O(1) work whatever the length, and the
     C loops inside `int.from_bytes`/`int.to_bytes` do the rest. `offset` lets a payload
-    that arrives in pieces be unmasked piece by piece.
+    that arrives in pieces be unmasked piece by piece. The C extension `_speedups.mask`
+    does the same in one pass; this is the fallback where it is not built.
     """
     n = len(data)
     if not n:
@@ -47,6 +48,12 @@ def mask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> b
         key = key[r:] + key[:r]
     stream = key * ((n >> 2) + 1)
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")).to_bytes(n, "little")
+
+
+try:
+    from ._speedups import mask
+except ImportError:   # built without a C compiler: the pure-Python XOR
+    mask = mask_python
 
 
 def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False,
@@ -72,4 +79,4 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     return code.to_bytes(2, "big") + raw
 
 
-__all__ = ["Opcode", "frame_header", "mask", "encode_frame", "encode_client_frame", "close_payload"]
+__all__ = ["Opcode", "frame_header", "mask", "mask_python", "encode_frame", "encode_client_frame", "close_payload"]

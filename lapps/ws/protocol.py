@@ -31,7 +31,7 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
-from .frames import close_payload, frame_header
+from .frames import close_payload, frame_header, mask
 from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
                         find_head_end, parse_request, response_101, validate_upgrade)
 
@@ -195,9 +195,7 @@ class ServerProtocol:
                 avail = end - pos
                 if ln <= avail and fin and opcode and not opcode & 0x08:
                     # ---- fast path: a whole unfragmented data message is here
-                    payload = (int.from_bytes(data[pos:pos + ln], "little")
-                               ^ int.from_bytes((bytes(key) * ((ln >> 2) + 1))[:ln], "little")
-                               ).to_bytes(ln, "little")
+                    payload = mask(data[pos:pos + ln], key)
                     pos += ln
                     self._msg_opcode = 0
                     if opcode == _TEXT:
@@ -223,13 +221,8 @@ class ServerProtocol:
                     continue
             # ---- payload bytes of the current frame (maybe only some of them)
             take = rem if rem <= end - pos else end - pos
-            chunk = data[pos:pos + take]
             off = self._key_off
-            key = self._key
-            if off & 3:
-                key = key[off & 3:] + key[:off & 3]
-            chunk = (int.from_bytes(chunk, "little")
-                     ^ int.from_bytes((key * ((take >> 2) + 1))[:take], "little")).to_bytes(take, "little")
+            chunk = mask(data[pos:pos + take], self._key, off)
             pos += take
             self._key_off = off + take
             self._remaining = rem - take
