@@ -101,8 +101,10 @@ class ServerProtocol:
                 self._parse(data)
         elif state == State.HANDSHAKE:
             self._receive_head(data)
-        # UPGRADING: bytes behind the head wait in _head until accept()
         else:
+            # UPGRADING: frames behind the head wait for accept(), which parses them with
+            # the service's limits; the worker answers in the same read, so this holds at
+            # most one read
             self._head += data
 
     def receive_eof(self) -> None:
@@ -147,15 +149,16 @@ class ServerProtocol:
                     return
                 b0 = data[pos]
                 b1 = data[pos + 1]
+                # checked on the first two bytes: a short bad frame must not wait for more
+                if not b1 & 0x80:
+                    return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
+                if b0 & 0x70:
+                    return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
                 ln = b1 & 0x7F
                 hlen = 6 if ln < 126 else (8 if ln == 126 else 14)
                 if end - pos < hlen:
                     self._tail = bytes(data[pos:])
                     return
-                if not b1 & 0x80:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
-                if b0 & 0x70:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
                 if ln == 126:
                     ln = int.from_bytes(data[pos + 2:pos + 4], "big")
                     if ln < 126:
