@@ -91,6 +91,10 @@ class Arbiter:
             signal.signal(sig, lambda s, f: None)
         self.log.info("listening on %s:%d with %d listener(s), %d worker(s)",
                       srv.ip, srv.port, srv.listeners, srv.workers)
+        for name, svc in self.config.services.items():
+            if not svc.standalone and svc.instances not in (1, srv.workers):
+                self.log.warning("services.%s.instances = %d: a reactive service runs one instance "
+                                 "per worker, so it has %d", name, svc.instances, srv.workers)
         try:
             for w in self.workers:
                 self._spawn(w)
