@@ -164,7 +164,9 @@ class IOWorker:
                 elif kind == EV_CLOSED:
                     self._closed(conn)
             events.clear()
-        if proto.out and not conn.dirty:
+        # a CLOSED connection may have nothing left to send and still needs the flush
+        # pass, which shuts it down (the peer just answered our close, say)
+        if (proto.out or proto.state == State.CLOSED) and not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
 

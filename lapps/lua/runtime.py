@@ -58,11 +58,12 @@ print = function(...)
   log_print(concat(parts, "\\t"))
 end
 
--- the loader: runs the service script, whose chunk name is its path (errors say file:line)
+-- the loader: runs the service script, whose chunk name is its path (errors say file:line);
+-- a script that does not compile comes back as (nil, message): no traceback of this loader
 return function(path)
   local chunk, err = load_file(path)
-  if not chunk then error(err, 0) end
-  return chunk()
+  if not chunk then return nil, err end
+  return true, chunk()
 end
 """
 
@@ -72,7 +73,8 @@ def new_runtime(service_name: str, directory: str, allow_exec: bool = False,
     """A fresh sandboxed runtime and its script loader for one service instance.
 
     Returns `(runtime, load)`; `load(path)` runs the script and returns what it returned
-    (the service's module table). Lua's `print` goes to `log` with the service name.
+    (the service's module table); it raises LuaSyntaxError (file:line, no traceback) for a
+    script that does not compile and LuaError for one that fails while running. Lua's `print` goes to `log` with the service name.
     """
     logger = log or logging.getLogger("lapps.lua")
     lua = luajit21.LuaRuntime(encoding=None, register_eval=False, register_builtins=False,
@@ -84,7 +86,12 @@ def new_runtime(service_name: str, directory: str, allow_exec: bool = False,
     loader = lua.execute(_SANDBOX, directory.encode(), log_print, allow_exec)
 
     def load(path: str) -> Any:
-        return loader(path.encode())
+        # Lua's multiple returns come back as a tuple, a single one as the bare value
+        result = loader(path.encode())
+        loaded, module = (result[0], result[1]) if isinstance(result, tuple) else (result, None)
+        if not loaded:
+            raise LuaSyntaxError(module)
+        return module
 
     return lua, load
 

@@ -59,7 +59,7 @@ class ReactiveService:
             self.lua, load = new_runtime(name, directory, allow_exec, self.log)
             self.lua.globals().ws = self.lua.execute(_WS_MODULE, send, close)
             module = load(script)
-        except LuaError as e:
+        except LuaError as e:   # LuaSyntaxError too
             raise ServiceBootError(f"service {name}: {describe_lua_error(e)}") from None
         if lua_type(module) != "table":
             raise ServiceBootError(f"service {name}: {script} must return a table, "

@@ -1,0 +1,155 @@
+"""Lua services in the real server: errors cost one connection, the ws API, boot failures (DESIGN §3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lapps.ws.constants import Opcode
+from wsclient import connect, echo_ok
+
+LUATEST_LUA = """\
+local luatest = {}
+
+function luatest.onStart() end
+function luatest.onShutdown() end
+
+function luatest.onDisconnect(handler)
+  print("onDisconnect " .. tostring(handler))
+end
+
+function luatest.onMessage(handler, opcode, message)
+  if message == "boom" then
+    error("boom")
+  elseif message == "false" then
+    return false
+  elseif message == "whoami" then
+    ws:send(handler, 1, tostring(handler))
+  elseif message == "bye" then
+    ws:close(handler, 4000, "bye")
+  elseif message == "styles" then
+    local ok1 = ws:send(handler, 1, "colon style")
+    local ok2 = ws.send(handler, 1, "dot style")
+    ws.send(handler, 1, tostring(ok1) .. " " .. tostring(ok2))
+  else
+    ws:send(handler, opcode, message)
+  end
+  return true
+end
+
+return luatest
+"""
+ERROR_LINE = LUATEST_LUA.splitlines().index('    error("boom")') + 1
+
+
+@pytest.fixture(scope="module")
+def server(lapps_server_module):
+    """One worker, so every client of a test shares the Lua instance that fails."""
+    return lapps_server_module({"luatest": {}}, lua={"luatest": LUATEST_LUA}, workers=1)
+
+
+def open_luatest(server):
+    c = connect(server.port, "/luatest")
+    assert c.status == 101, c.status_line
+    return c
+
+
+def echo(c, text: str) -> bytes:
+    c.send_text(text)
+    opcode, payload = c.recv_message()
+    assert opcode == Opcode.TEXT
+    return payload
+
+
+def handler_of(c) -> int:
+    return int(echo(c, "whoami"))
+
+
+def test_lua_error_closes_1011_logs_traceback_and_spares_other_clients(server):
+    with open_luatest(server) as bystander, open_luatest(server) as victim:
+        assert echo(bystander, "before") == b"before"
+        handler = handler_of(victim)
+        victim.send_text("boom")
+        assert victim.recv_close()[0] == 1011
+        victim.send_close(1011)
+        victim.expect_tcp_close(timeout=5)
+        lines = server.wait_log(rf"handler {handler}\b")
+        text = server.log()
+        line = lines[0]
+        assert "luatest" in line
+        assert f"luatest.lua:{ERROR_LINE}" in text, f"no luatest.lua:{ERROR_LINE} in the log:\n{text}"
+        assert "stack traceback" in text
+        assert echo(bystander, "after") == b"after"
+    assert echo_ok(server.port, path="/luatest")
+
+
+def test_onmessage_returning_false_closes_1011_and_is_logged(server):
+    with open_luatest(server) as bystander, open_luatest(server) as c:
+        handler = handler_of(c)
+        c.send_text("false")
+        assert c.recv_close()[0] == 1011
+        line = server.wait_log(rf"handler {handler}\b")[0]
+        assert "luatest" in line
+        assert echo(bystander, "still here") == b"still here"
+
+
+def test_ws_close_from_lua_arrives_with_code_and_reason(server):
+    with open_luatest(server) as c:
+        c.send_text("bye")
+        assert c.recv_close() == (4000, "bye")
+
+
+def test_ws_send_works_with_colon_and_dot_call_styles(server):
+    with open_luatest(server) as c:
+        c.send_text("styles")
+        assert c.recv_message() == (Opcode.TEXT, b"colon style")
+        assert c.recv_message() == (Opcode.TEXT, b"dot style")
+        assert c.recv_message() == (Opcode.TEXT, b"true true")
+
+
+def test_ondisconnect_is_called_when_the_client_closes(server):
+    with open_luatest(server) as c:
+        handler = handler_of(c)
+        c.send_close(1000)
+        assert c.recv_close()[0] == 1000
+    server.wait_log(rf"\[luatest\] onDisconnect {handler}\b")
+
+
+def test_ondisconnect_is_called_when_the_tcp_connection_drops(server):
+    c = open_luatest(server)
+    handler = handler_of(c)
+    c.close()
+    server.wait_log(rf"\[luatest\] onDisconnect {handler}\b")
+
+
+# ---------------------------------------------------------------------- boot failures
+
+BROKEN_LUA = """\
+local broken = {}
+function broken.onStart() end
+local x = = 1
+return broken
+"""
+
+NO_ONMESSAGE_LUA = """\
+local partial = {}
+function partial.onStart() end
+function partial.onShutdown() end
+function partial.onDisconnect(handler) end
+return partial
+"""
+
+
+def test_lua_syntax_error_stops_server_naming_file_and_line(lapps_server):
+    server = lapps_server({"broken": {}}, lua={"broken": BROKEN_LUA}, workers=2, wait=False)
+    status = server.proc.wait(10)
+    assert status != 0
+    log = server.log()
+    assert "broken.lua:3" in log, log
+
+
+def test_service_without_onmessage_stops_server_naming_the_function(lapps_server):
+    server = lapps_server({"partial": {}}, lua={"partial": NO_ONMESSAGE_LUA}, workers=2, wait=False)
+    status = server.proc.wait(10)
+    assert status != 0
+    log = server.log()
+    assert "partial" in log and "onMessage" in log, log
