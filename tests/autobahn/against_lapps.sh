@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Start LAppS (shipped config, /echo), run the Autobahn fuzzingclient against it, stop it.
 #   tests/autobahn/against_lapps.sh [CASES]      (default: cases 1.* to 10.*)
-# Environment: AUTOBAHN_PORT (default 9001), AUTOBAHN_WORKERS (default 2).
+# Environment: AUTOBAHN_PORT (default: a free port), AUTOBAHN_WORKERS (default 2).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-PORT=${AUTOBAHN_PORT:-9001}
+PORT=${AUTOBAHN_PORT:-$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
 mkdir -p reports/autobahn
 LOG=reports/autobahn/server.log
 .venv/bin/python -m lapps --port "$PORT" --workers "${AUTOBAHN_WORKERS:-2}" >"$LOG" 2>&1 &
