@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import wait_for
 from wsclient import RawClient, connect, echo_ok
 
 HANDSHAKE_TIMEOUT = 2   # the fixture's [limits] handshake_timeout
@@ -52,3 +53,49 @@ def test_server_drops_client_that_sends_nothing(server):
     with RawClient.open(server.port) as c:
         c.expect_tcp_close(timeout=HANDSHAKE_TIMEOUT + 3)
     assert echo_ok(server.port)
+
+
+def test_every_worker_full_answers_503_and_a_freed_place_is_used_again(lapps_server):
+    server = lapps_server(workers=2, settings={"server": {"max_connections": 1}})
+    with connect(server.port, "/echo") as a, connect(server.port, "/echo") as b:
+        assert a.status == 101 and b.status == 101
+        with connect(server.port, "/echo") as c:
+            assert c.status == 503, c.status_line
+            c.expect_tcp_close()
+    # the places are free again once the first two left (the slots say so within a loop turn)
+    assert wait_for(lambda: echo_ok(server.port), timeout=5)
+
+
+def test_service_acl_refuses_with_403_before_any_101(lapps_server):
+    server = lapps_server({"echo": {}, "guarded": {"acl": {"policy": "deny", "exclude": ["10.0.0.0/8"]}}},
+                          lua={"guarded": GUARDED_LUA})
+    with connect(server.port, "/guarded") as c:
+        assert c.status == 403, c.status_line
+        c.expect_tcp_close()
+    assert echo_ok(server.port)
+
+
+def test_origin_not_in_the_allow_list_gets_403(lapps_server):
+    server = lapps_server({"echo": {"origins": ["https://good.example"]}})
+    with connect(server.port, "/echo", headers={"Origin": "https://evil.example"}) as c:
+        assert c.status == 403, c.status_line
+    with connect(server.port, "/echo", headers={"Origin": "https://good.example"}) as c:
+        assert c.status == 101, c.status_line
+
+
+GUARDED_LUA = """
+local guarded = {}
+function guarded.onStart() end
+function guarded.onMessage(h, op, m) return true end
+function guarded.onDisconnect(h) end
+function guarded.onShutdown() end
+return guarded
+"""
+
+
+def test_server_acl_closes_a_refused_address_before_reading_a_byte(lapps_server):
+    server = lapps_server(settings={"server": {"acl": {"policy": "deny", "exclude": ["10.0.0.0/8"]}}},
+                          wait=False)
+    server.wait_log("serving")
+    with RawClient.open(server.port) as c:
+        c.expect_tcp_close(timeout=3)
