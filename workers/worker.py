@@ -23,7 +23,7 @@ from lapps.ipc.slots import SlotWriter, WorkerState
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import ReactiveService
 from lapps.master.acl import Acl
-from lapps.ws.constants import CloseCode
+from lapps.ws.constants import CloseCode, is_valid_close_code
 from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
 
 from .connection import Connection
@@ -359,7 +359,7 @@ class IOWorker:
         code = CloseCode.NORMAL if code is None else code
         if type(code) is float and code.is_integer():
             code = int(code)
-        if type(code) is not int or not (code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014):
+        if type(code) is not int or not is_valid_close_code(code):
             return False, b"invalid close code"
         text = ""
         if reason is not None:
