@@ -38,14 +38,13 @@ def unsupported(config: Config) -> list[str]:
     if config.server.tls.enabled:
         problems.append("server.tls.enabled: TLS is not available in this version")
     for name, svc in config.services.items():
-        if svc.standalone:
-            problems.append(f"services.{name}.standalone: standalone services are not available in this version")
-        elif svc.protocol != "raw":
-            problems.append(f"services.{name}.protocol: only \"raw\" services are available in this version")
         if svc.permessage_deflate:
             problems.append(f"services.{name}.permessage_deflate: compression is not available in this version")
-        if svc.preload:
-            problems.append(f"services.{name}.preload: Lua modules are not available in this version")
+        if "cws" in svc.preload:
+            problems.append(f"services.{name}.preload: the cws module is not available in this version")
+        if "nap" in svc.preload and not svc.standalone:
+            problems.append(f"services.{name}.preload: nap is for standalone services only "
+                            "(its sleeps would stall the worker)")
     return problems
 
 
@@ -70,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(to_toml(config))
         return 0
     from workers.main import worker_main
+    from workers.standalone import standalone_main
     from .master.arbiter import Arbiter
     logging.getLogger("lapps.master").info("config: %s", config.source or "built-in defaults")
     try:
-        return Arbiter(config, worker_main, args.log_level).run()
+        return Arbiter(config, worker_main, standalone_main, args.log_level).run()
     except OSError as e:
         print(f"lapps: cannot start: {e}", file=sys.stderr)
         return 1

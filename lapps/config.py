@@ -132,6 +132,8 @@ class ServiceConfig:
     depends: tuple[str, ...]
     auto_start: bool
     allow_exec: bool = False
+    max_memory: int = 67108864
+    instruction_budget: int = 100_000_000
     directory: str
     script: str
 
@@ -336,6 +338,8 @@ _SERVICE = _Section(ServiceConfig, {
     "depends": _Field([], _list(_string, "a list of service names")),
     "auto_start": _Field(True, _boolean),
     "allow_exec": _Field(False, _boolean),
+    "max_memory": _Field(67108864, _integer(0)),            # bytes per Lua state; 0 = no cap
+    "instruction_budget": _Field(100_000_000, _integer(0)),  # VM instructions per call; 0 = none
 })
 _SERVICE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # a folder, a file and a Lua module name
 

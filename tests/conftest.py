@@ -76,6 +76,10 @@ def write_config(root: Path, services: dict[str, dict[str, Any]], lua: dict[str,
     services_dir = root / "services"
     services_dir.mkdir(parents=True)
     shutil.copytree(ECHO_SERVICE, services_dir / "echo")
+    for name in services:   # a shipped example service named in `services` comes along
+        shipped = ECHO_SERVICE.parent / name
+        if name not in lua and name != "echo" and shipped.is_dir():
+            shutil.copytree(shipped, services_dir / name)
     for name, source in lua.items():
         (services_dir / name).mkdir()
         (services_dir / name / f"{name}.lua").write_text(source)

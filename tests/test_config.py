@@ -89,15 +89,24 @@ def test_config_is_frozen() -> None:
         config.server.port = 1  # type: ignore[misc]
 
 
+SHIPPED_SERVICES = ["echo", "echo_lapps", "time_broadcast", "mqr_sender", "mqr_receiver"]
+
+
 def shipped_copy(site: Path) -> str:
-    """etc/lapps.toml copied into a site whose services/ has the echo script."""
+    """etc/lapps.toml copied into a site whose services/ has a script for each shipped service."""
+    for name in SHIPPED_SERVICES:
+        if not (site / "services" / name).is_dir():
+            make_service(site / "services", name)
     return shutil.copy(SHIPPED, site / "etc" / "lapps.toml")
 
 
 def test_shipped_config_loads_with_its_echo_service(site: Path) -> None:
     config = load_config(shipped_copy(site))
     assert config.server.services_dir == str(site / "services")
-    assert list(config.services) == ["echo"]
+    assert list(config.services) == SHIPPED_SERVICES
+    assert config.services["echo_lapps"].protocol == "lapps"
+    assert config.services["time_broadcast"].standalone
+    assert config.services["mqr_receiver"].depends == ("mqr_sender",)
     echo = config.services["echo"]
     assert (echo.protocol, echo.request_target, echo.standalone) == ("raw", "/echo", False)
     assert echo.directory == str(site / "services" / "echo")

@@ -122,7 +122,8 @@ def test_workers_exit_by_themselves_when_master_is_killed(lapps_server):
 
 
 def test_stuck_worker_is_killed_and_replaced(lapps_server):
-    server = lapps_server({"spin": {}}, lua={"spin": SPIN_LUA}, workers=2,
+    # no instruction budget: the loop must really hang the worker, for the heartbeat to see it
+    server = lapps_server({"spin": {"instruction_budget": 0}}, lua={"spin": SPIN_LUA}, workers=2,
                           settings={"workers": {"heartbeat_timeout": 2}})
     spinner = connect(server.port, "/spin")
     try:

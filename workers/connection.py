@@ -16,7 +16,7 @@ class Connection:
     """
 
     __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
-                 "dirty", "want_write", "lingering", "opened", "backlog")
+                 "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
         self.sock = sock
@@ -30,3 +30,5 @@ class Connection:
         self.lingering = False            # our side is shut; reading until EOF, then close
         self.opened = False               # onDisconnect is owed when it ends
         self.backlog = 0                  # bytes of `proto.out` counted in the slot's backlog
+        self.channels: set[int] | None = None  # bcast channels it is subscribed to
+        self.lapps_errors = 0             # bad LAppS messages so far (lapps_max_errors)

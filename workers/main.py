@@ -36,13 +36,13 @@ def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotB
     if os.getppid() != master_pid:        # the master died before PDEATHSIG was armed
         return 0
     channel.setblocking(False)
-    worker = IOWorker(index, config, channel, slot, wake_r, log)
+    worker = IOWorker(index, config, channel, slot, wake_r, log, master_pid)
     try:
         worker.load_services()
     except ServiceBootError as e:
         log.critical("cannot boot: %s", e)
         return EXIT_BOOT_FAILURE
-    log.info("serving %d service(s)", len(worker.routes))
+    log.info("serving %d service(s)", len(worker.host.routes))
     try:
         return worker.run()
     finally:

@@ -15,42 +15,28 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from lapps.config import Config, ServiceConfig
+from lapps.config import Config
 from lapps.ipc.channel import receive_sockets
 from lapps.ipc.slots import SlotWriter, WorkerState
-from lapps.lua.runtime import LuaError, describe_lua_error
-from lapps.lua.service import ReactiveService
-from lapps.master.acl import Acl
-from lapps.ws.constants import CloseCode, is_valid_close_code
+from lapps.ws.constants import CloseCode
 from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
 
 from .connection import Connection
+from .host import ServiceHost
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
-_TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 # timer kinds: what to check about a connection when its deadline passes
 _T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
-
-
-@dataclass(slots=True)
-class Route:
-    """A reactive service as mounted on its request target in this worker."""
-
-    config: ServiceConfig
-    instance: ReactiveService
-    acl: Acl
-    extra_headers: tuple[tuple[str, str], ...]
 
 
 class IOWorker:
     """Owns the client sockets handed over by the master and runs their services."""
 
     def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
-                 wakeup: socket.socket, log: logging.Logger) -> None:
+                 wakeup: socket.socket, log: logging.Logger, master_pid: int) -> None:
         self.index = index
         self.config = config
         self.channel = channel
@@ -70,26 +56,18 @@ class IOWorker:
         self.dirty: list[Connection] = []               # connections with bytes to send
         self.timers: list[tuple[float, int, int, Connection]] = []
         self.timer_seq = 0
-        self.routes: dict[str, Route] = {}
+        self.aux: dict[int, Callable[[], None]] = {}      # fd → handler, for non-client fds
+        self.host = ServiceHost(self, config, index, master_pid)
         self.handler_base = 0
         self.handler_seq = 0
         self.stopping = False
         self.stop_deadline = 0.0
-        self.signals: list[int] = []
 
     # ------------------------------------------------------------------ boot
 
     def load_services(self) -> None:
         """One instance of every reactive service; raises ServiceBootError on failure."""
-        for name, svc in self.config.services.items():
-            if svc.standalone:
-                continue
-            instance = ReactiveService(name, svc.script, svc.directory, self._lua_send,
-                                       self._lua_close, svc.allow_exec, self.log)
-            instance.start()
-            self.routes[svc.request_target] = Route(
-                svc, instance, Acl(svc.acl.policy, svc.acl.exclude),
-                tuple(svc.extra_headers.items()))
+        self.host.load()
 
     # ------------------------------------------------------------------ the loop
 
@@ -100,8 +78,10 @@ class IOWorker:
         ep = self.ep
         chan_fd = self.channel.fileno()
         wake_fd = self.wakeup.fileno()
-        ep.register(chan_fd, select.EPOLLIN)
-        ep.register(wake_fd, select.EPOLLIN)
+        self.watch(chan_fd, self._take_connections)
+        self.watch(wake_fd, self._handle_signals)
+        self.watch(self.host.bus.fileno(), self.host.accept_publisher)
+        aux = self.aux
         self.slot.state = WorkerState.RUNNING
         self.slot.publish(time.monotonic())
         conns = self.conns
@@ -126,10 +106,8 @@ class IOWorker:
                         if ev == _OUT:
                             continue
                     read(conn)
-                elif fd == chan_fd:
-                    self._take_connections()
-                elif fd == wake_fd:
-                    self._handle_signals()
+                else:
+                    aux[fd]()
             while dirty:
                 conn = dirty.pop()
                 conn.dirty = False
@@ -238,7 +216,7 @@ class IOWorker:
         """Mount an upgrade request on its service, or answer it with an HTTP error."""
         proto = conn.proto
         self.slot.handshakes -= 1
-        route = self.routes.get(req.path)
+        route = self.host.routes.get(req.path)
         if route is None:
             return proto.reject(404, f"no service at {req.path}")
         svc = route.config
@@ -252,37 +230,17 @@ class IOWorker:
         conn.service = route
         conn.opened = True
         self.by_handler[conn.handler] = conn
-        proto.on_message = self._dispatcher(conn, route)
+        proto.on_message = self.host.dispatcher(conn, route)
         # frames pipelined behind the request reach the service inside accept()
         proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
                      self.config.workers.auto_fragment)
-
-    def _dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
-        """The connection's message callback: one Lua call per message, errors contained.
-
-        Everything it needs is bound once here, so a message costs no lookups.
-        """
-        on_message = route.instance.on_message
-        handler = conn.handler
-        slot = self.slot
-        failed = self._lua_failed
-
-        def dispatch(opcode: int, payload: bytes) -> None:
-            slot.messages_in += 1
-            try:
-                ok = on_message(handler, opcode, payload)
-            except LuaError as e:
-                return failed(conn, describe_lua_error(e))
-            if ok is not True:
-                failed(conn, f"onMessage returned {ok!r}, not true")
-        return dispatch
 
     def _closed(self, conn: Connection) -> None:
         """The WebSocket is over (close handshake done or failed): tell the service."""
         if conn.opened:
             conn.opened = False
             self.by_handler.pop(conn.handler, None)
-            conn.service.instance.disconnect(conn.handler)
+            self.host.forget(conn)
 
     def _linger(self, conn: Connection) -> None:
         """Everything is sent: shut our side and read until the peer's EOF.
@@ -327,64 +285,26 @@ class IOWorker:
             pass   # already gone with the socket
         conn.sock.close()
 
-    # ------------------------------------------------------------------ the ws host module
+    def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
+        """Poll a descriptor that is not a client (channel, signals, bus links)."""
+        self.aux[fd] = on_readable
+        self.ep.register(fd, select.EPOLLIN)
 
-    def _lua_send(self, handler, opcode, data) -> tuple:
-        """`ws:send(handler, opcode, message)`: queue a frame; never blocks."""
-        conn = self.by_handler.get(handler)
-        if conn is None:
-            return False, b"no such connection"
-        if type(data) is not bytes:
-            return False, b"message must be a string"
-        if opcode == _TEXT:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                return False, b"text message is not valid UTF-8"
-        elif opcode != _BINARY:
-            return False, b"opcode must be 1 (text) or 2 (binary)"
-        if not conn.proto.send(opcode, data):
-            return False, b"connection is closing"
-        self.slot.messages_out += 1
+    def unwatch(self, fd: int) -> None:
+        if self.aux.pop(fd, None) is not None:
+            self.ep.unregister(fd)
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """`conn` has bytes to send: flush it at the end of this loop turn."""
         if not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
-        return True,
 
-    def _lua_close(self, handler, code=None, reason=None) -> tuple:
-        """`ws:close(handler, code[, reason])`: start the closing handshake."""
-        conn = self.by_handler.get(handler)
-        if conn is None:
-            return False, b"no such connection"
-        code = CloseCode.NORMAL if code is None else code
-        if type(code) is float and code.is_integer():
-            code = int(code)
-        if type(code) is not int or not is_valid_close_code(code):
-            return False, b"invalid close code"
-        text = ""
-        if reason is not None:
-            if type(reason) is not bytes:
-                return False, b"reason must be a string"
-            try:
-                text = reason.decode("utf-8")
-            except UnicodeDecodeError:
-                return False, b"reason is not valid UTF-8"
-        self._close(conn, code, text)
-        return True,
-
-    def _close(self, conn: Connection, code: int, reason: str) -> None:
+    def close_connection(self, conn: Connection, code: int, reason: str) -> None:
+        """Start the closing handshake; the peer gets `close_timeout` to answer."""
         if conn.proto.close(code, reason):
             self._timer(self.close_timeout or 1.0, _T_CLOSE, conn)
-            if not conn.dirty:
-                conn.dirty = True
-                self.dirty.append(conn)
-
-    def _lua_failed(self, conn: Connection, what: str) -> None:
-        """A service error costs its connection (1011) and nothing else."""
-        self.slot.lua_errors += 1
-        svc = conn.service.config
-        self.log.error("service %s (%s), handler %d: %s", svc.name, svc.script, conn.handler, what)
-        self._close(conn, CloseCode.INTERNAL_ERROR, "service error")
+            self.mark_dirty(conn)
 
     # ------------------------------------------------------------------ timers
 
@@ -427,22 +347,18 @@ class IOWorker:
         self.stopping = True
         self.slot.state = WorkerState.DRAINING
         self.stop_deadline = time.monotonic() + self.config.server.shutdown_timeout
-        try:
-            self.ep.unregister(self.channel.fileno())
-        except (OSError, ValueError):
-            pass
+        self.unwatch(self.channel.fileno())
         for conn in list(self.conns.values()):
             state = conn.proto.state
             if state == State.OPEN:
-                self._close(conn, CloseCode.GOING_AWAY, "server shutting down")
+                self.close_connection(conn, CloseCode.GOING_AWAY, "server shutting down")
             elif state < State.OPEN:
                 self._drop(conn)
 
     def _finish_stop(self) -> int:
         for conn in list(self.conns.values()):
             self._drop(conn)
-        for route in self.routes.values():
-            route.instance.shutdown()
+        self.host.shutdown()
         self.slot.state = WorkerState.STOPPED
         self.slot.publish(time.monotonic())
         return 0

@@ -1,27 +1,40 @@
-"""Hosting one reactive Lua service instance (raw protocol) inside an IO worker.
+"""Hosting Lua service instances: the module table, its entry points, its host modules.
 
-The worker owns the connections; this module only knows the Lua side: it loads the
-script into a sandboxed runtime, checks the module's shape, installs the `ws` host
-module, and keeps direct references to the four entry points so that a message costs
-one Lua call and no table lookups.
+The process that hosts a service (an IO worker for reactive services, a service process
+for standalone ones) owns connections, the bus and the clock; this module only knows the
+Lua side. It loads the script into a sandboxed runtime, checks the module's shape,
+installs the host modules the service may use, and keeps direct references to the entry
+points so that a message costs one Lua call and no table lookups.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from .runtime import LuaError, describe_lua_error, lua_type, new_runtime
+import cbor2
+
+from ..config import ServiceConfig
+from ..ipc.bus import BusError
+from .modules.basic import install_murmur, install_nap, install_time
+from .modules.nljson import install_nljson
+from .runtime import LuaError, LuaMemoryError, Runtime, describe_lua_error, lua_type, new_runtime
+from .values import LuaValues
 
 REACTIVE_FUNCTIONS = ("onStart", "onShutdown", "onDisconnect", "onMessage")
+STANDALONE_FUNCTIONS = ("init", "run")
 
-# `ws` accepts both call styles of the original (ws:send(...) and ws.send(...)): the
-# check runs in Lua, where it costs next to nothing, instead of in Python per message.
+# The host modules accept both call styles of the original (`ws:send(...)` and
+# `ws.send(...)`): the check runs in Lua, where it costs next to nothing, instead of in
+# Python per message. `ws:send(h, table)` is the LAppS-protocol form.
 _WS_MODULE = b"""
-local py_send, py_close = ...
+local py_send, py_send_message, py_close = ...
 local ws = {}
 function ws.send(a, b, c, d)
-  if a == ws then return py_send(b, c, d) end
+  if a == ws then a, b, c = b, c, d end
+  if type(b) == "table" then return py_send_message(a, b) end
   return py_send(a, b, c)
 end
 function ws.close(a, b, c, d)
@@ -33,45 +46,214 @@ ws.BINARY = 2
 return ws
 """
 
+_BCAST_MODULE = b"""
+local py_create, py_subscribe, py_unsubscribe, py_send = ...
+local bcast = {}
+local function args(a, ...)
+  if a == bcast then return ... end
+  return a, ...
+end
+function bcast.create(...) return py_create(args(...)) end
+function bcast.subscribe(...) return py_subscribe(args(...)) end
+function bcast.unsubscribe(...) return py_unsubscribe(args(...)) end
+function bcast.send(...) return py_send(args(...)) end
+return bcast
+"""
+
+_MQR_MODULE = b"""
+local py_post, py_recv, py_try_recv = ...
+local mqr = {}
+function mqr.create(a, b)
+  local name = a
+  if a == mqr then name = b end
+  if type(name) ~= "string" then error("mqr.create: the queue name must be a string", 2) end
+  local q = {name = name}
+  function q.post(x, y)
+    if x == q then x = y end
+    return py_post(name, x)
+  end
+  function q.recv() return py_recv(name) end
+  function q.try_recv() return py_try_recv(name) end
+  return q
+end
+return mqr
+"""
+
 
 class ServiceBootError(Exception):
     """A service that cannot start: the message names the service and its file:line."""
 
 
-SendFn = Callable[[Any, Any, Any], tuple]
-CloseFn = Callable[[Any, Any, Any], tuple]
+@dataclass
+class Bcast:
+    """The hosting process's side of the `bcast` module; each returns True or (False, why)."""
+
+    create: Callable[[int], Any]
+    subscribe: Callable[[int, int], Any]
+    unsubscribe: Callable[[int, int], Any]
+    publish: Callable[[int, object], Any]   # channel, message as Python data
 
 
-class ReactiveService:
-    """One instance (one Lua state) of a reactive service in this worker.
+@dataclass
+class Mqr:
+    """The hosting process's side of `mqr`: queues of CBOR-encoded messages."""
 
-    `send` and `close` are the worker's implementations of `ws:send`/`ws:close`;
-    they take `(handler, opcode_or_code, data_or_reason)` and return `(True,)` or
-    `(False, errmsg_bytes)`, as the original LAppS API returns.
+    post: Callable[[str, bytes], None]
+    try_recv: Callable[[str], bytes | None]
+    recv: Callable[[str], bytes | None] | None   # None where blocking is not allowed (workers)
+
+
+def _int_arg(value: Any, what: str) -> int:
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is not int:
+        raise TypeError(f"{what} must be an integer")
+    return value
+
+
+class ServiceInstance:
+    """One instance (one Lua state) of a service, with the modules its config asks for."""
+
+    def __init__(self, svc: ServiceConfig, log: logging.Logger, *, budget: bool,
+                 bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
+        self.name = svc.name
+        self.config = svc
+        self.log = log
+        try:
+            self.runtime: Runtime = new_runtime(
+                svc.name, svc.directory, svc.allow_exec, log, svc.max_memory,
+                svc.instruction_budget if budget else 0)
+            self.lua = self.runtime.lua
+            self.values = LuaValues(self.lua)
+            g = self.lua.globals()
+            g.nljson = install_nljson(self.lua, self.values, svc.directory)
+            for name in svc.preload:
+                if name == "time":
+                    g.time = install_time(self.lua)
+                elif name == "murmur":
+                    g.murmur = install_murmur(self.lua)
+                elif name == "nap":   # the config refuses it for reactive services
+                    g.nap = install_nap(self.lua)
+                elif name == "mqr":
+                    if mqr is None:
+                        raise ServiceBootError(f"service {svc.name}: mqr is not available here")
+                    g.mqr = self._mqr_module(mqr)
+            if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
+                g.bcast = self._bcast_module(bcast)
+            self._collect = self.lua.eval(b"function() collectgarbage() collectgarbage() end")
+        except LuaError as e:
+            raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
+
+    def load(self, required: tuple[str, ...]) -> Any:
+        """Run the script; check that it returned a table with the `required` functions."""
+        svc = self.config
+        try:
+            module = self.runtime.load(svc.script)
+        except LuaError as e:   # LuaSyntaxError too
+            raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
+        if lua_type(module) != "table":
+            raise ServiceBootError(f"service {svc.name}: {svc.script} must return a table, "
+                                   f"returned {lua_type(module) or type(module).__name__}")
+        missing = [f for f in required if lua_type(module[f.encode()]) != "function"]
+        if missing:
+            raise ServiceBootError(f"service {svc.name}: {svc.script} lacks function(s) {', '.join(missing)}")
+        return module
+
+    def recover(self, error: BaseException) -> None:
+        """After a Lua error: a state that hit its memory cap gets its garbage collected
+        at once, or the next allocation of any connection would fail too."""
+        if isinstance(error, LuaMemoryError):
+            self._collect()
+
+    # ---- host modules ----------------------------------------------------------------
+
+    def _bcast_module(self, bcast: Bcast) -> Any:
+        values = self.values
+
+        def create(channel: Any = None) -> Any:
+            try:
+                return bcast.create(_int_arg(channel, "bcast channel"))
+            except TypeError as e:
+                return False, str(e).encode()
+
+        def subscribe(channel: Any = None, handler: Any = None) -> Any:
+            try:
+                return bcast.subscribe(_int_arg(channel, "bcast channel"), _int_arg(handler, "handler"))
+            except TypeError as e:
+                return False, str(e).encode()
+
+        def unsubscribe(channel: Any = None, handler: Any = None) -> Any:
+            try:
+                return bcast.unsubscribe(_int_arg(channel, "bcast channel"), _int_arg(handler, "handler"))
+            except TypeError as e:
+                return False, str(e).encode()
+
+        def send(channel: Any = None, message: Any = None) -> Any:
+            try:
+                return bcast.publish(_int_arg(channel, "bcast channel"), values.from_lua(message))
+            except (TypeError, ValueError) as e:
+                return False, str(e).encode()
+
+        return self.lua.execute(_BCAST_MODULE, create, subscribe, unsubscribe, send)
+
+    def _mqr_module(self, mqr: Mqr) -> Any:
+        values = self.values
+
+        def post(name: bytes, message: Any = None) -> Any:
+            try:
+                mqr.post(name.decode(), cbor2.dumps(values.from_lua(message)))
+                return True
+            except (TypeError, ValueError, BusError) as e:
+                return False, str(e).encode()
+
+        def decoded(payload: bytes | None) -> Any:
+            return None if payload is None else values.to_lua(cbor2.loads(payload))
+
+        def try_recv(name: bytes) -> Any:
+            try:
+                return decoded(mqr.try_recv(name.decode()))
+            except (BusError, TimeoutError) as e:
+                return None, str(e).encode()
+
+        def recv(name: bytes) -> Any:
+            if mqr.recv is None:
+                raise RuntimeError("mqr recv() blocks: reactive services use try_recv()")
+            return decoded(mqr.recv(name.decode()))
+
+        return self.lua.execute(_MQR_MODULE, post, recv, try_recv)
+
+
+class ReactiveService(ServiceInstance):
+    """A reactive service instance in an IO worker (raw or LAppS protocol).
+
+    `send(handler, opcode, bytes)`, `send_message(handler, python_data)` and
+    `close(handler, code, reason)` are the worker's implementations of `ws:send`/`ws:close`;
+    each returns True or (False, errmsg_bytes), as the original LAppS API returns.
     """
 
-    def __init__(self, name: str, script: str, directory: str, send: SendFn, close: CloseFn,
-                 allow_exec: bool = False, log: logging.Logger | None = None) -> None:
-        self.name = name
-        self.script = script
-        self.log = log or logging.getLogger("lapps.service")
+    def __init__(self, svc: ServiceConfig, log: logging.Logger, send: Callable[..., Any],
+                 send_message: Callable[[Any, Any], Any], close: Callable[..., Any],
+                 bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
+        super().__init__(svc, log, budget=True, bcast=bcast, mqr=mqr)
+        values = self.values
+
+        def send_table(handler: Any, table: Any) -> Any:
+            try:
+                message = values.from_lua(table)
+            except ValueError as e:
+                return False, str(e).encode()
+            return send_message(handler, message)
+
         try:
-            self.lua, load = new_runtime(name, directory, allow_exec, self.log)
-            self.lua.globals().ws = self.lua.execute(_WS_MODULE, send, close)
-            module = load(script)
-        except LuaError as e:   # LuaSyntaxError too
-            raise ServiceBootError(f"service {name}: {describe_lua_error(e)}") from None
-        if lua_type(module) != "table":
-            raise ServiceBootError(f"service {name}: {script} must return a table, "
-                                   f"returned {lua_type(module) or type(module).__name__}")
-        missing = [f for f in REACTIVE_FUNCTIONS if lua_type(module[f.encode()]) != "function"]
-        if missing:
-            raise ServiceBootError(f"service {name}: {script} lacks function(s) {', '.join(missing)}")
-        self.module = module
-        self.on_message = module[b"onMessage"]
-        self.on_disconnect = module[b"onDisconnect"]
-        self._on_start = module[b"onStart"]
-        self._on_shutdown = module[b"onShutdown"]
+            self.lua.globals().ws = self.lua.execute(_WS_MODULE, send, send_table, close)
+        except LuaError as e:
+            raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
+        module = self.load(REACTIVE_FUNCTIONS)
+        guarded = self.runtime.guarded
+        self.on_message = guarded(module[b"onMessage"])
+        self.on_disconnect = guarded(module[b"onDisconnect"])
+        self._on_start = guarded(module[b"onStart"])
+        self._on_shutdown = guarded(module[b"onShutdown"])
 
     def start(self) -> None:
         """Run onStart(); an error here is a boot failure of the worker."""
@@ -92,5 +274,29 @@ class ReactiveService:
         try:
             self.on_disconnect(handler)
         except LuaError as e:
+            self.recover(e)
             self.log.error("service %s: onDisconnect(%d) failed: %s", self.name, handler,
                            describe_lua_error(e))
+
+
+class StandaloneService(ServiceInstance):
+    """A standalone service instance in its own process: `init()` then `run()`.
+
+    `run()` is expected to loop until `must_stop()` says true; the globals `instance_id`
+    and `must_stop` are set before the script runs, as in the original.
+    """
+
+    def __init__(self, svc: ServiceConfig, log: logging.Logger, instance_id: str,
+                 must_stop: Callable[[], bool], bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
+        super().__init__(svc, log, budget=False, bcast=bcast, mqr=mqr)
+        g = self.lua.globals()
+        g.instance_id = instance_id.encode()
+        g.must_stop = must_stop
+        module = self.load(STANDALONE_FUNCTIONS)
+        self._init = module[b"init"]
+        self._run = module[b"run"]
+
+    def run(self) -> None:
+        """init() then run(); a Lua error propagates as LuaError for the caller to log."""
+        self._init()
+        self._run()

@@ -14,11 +14,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import prctl
 
 from ..config import Config
+from ..ipc.bus import MqrBroker
 from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel
 from ..ipc.slots import SlotBlock, WorkerState
 from .acl import Acl
@@ -26,11 +27,17 @@ from .listeners import Dispatcher, bind_listener, start_listeners
 
 # (index, config, worker end of the channel, slot block, master pid) -> exit status
 WorkerTarget = Callable[[int, Config, socket.socket, SlotBlock, int], int]
+# (service name, instance index, config, master pid) -> exit status
+ServiceTarget = Callable[[str, int, Config, int], int]
 
 _TICK = 0.25                  # seconds between supervision passes
 _ABORT_GRACE = 2.0            # seconds between SIGABRT and SIGKILL for a stuck worker
 _MAX_BACKOFF = 5.0            # seconds: ceiling of the respawn delay of a crashing slot
 _HEALTHY_AFTER = 10.0         # seconds alive after which a worker's crash streak is forgotten
+
+
+def _describe_exit(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"status {code}"
 
 
 class HaltServer(Exception):
@@ -48,20 +55,59 @@ class WorkerProc:
     crashes: int = 0             # consecutive early deaths, for the backoff
     respawn_at: float = 0.0      # 0: no respawn pending
     aborted_at: float = 0.0      # when SIGABRT was sent for a stale heartbeat
-    stale_marks: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ServiceProc:
+    """The master's record of one standalone service instance's process."""
+
+    name: str
+    instance: int
+    pid: int = 0
+    started: float = 0.0
+    crashes: int = 0
+    respawn_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}#{self.instance + 1}"
+
+
+def start_order(config: Config) -> list[str]:
+    """Standalone services to start, dependencies first (`depends`, cycles are refused by
+    the config); `auto_start = false` ones are left out."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dep in config.services[name].depends:
+            if config.services[dep].standalone:
+                visit(dep)
+        order.append(name)
+
+    for name, svc in config.services.items():
+        if svc.standalone and svc.auto_start:
+            visit(name)
+    return order
 
 
 class Arbiter:
     """Runs the server until a stop; `run()` returns the exit status."""
 
-    def __init__(self, config: Config, worker_target: WorkerTarget, log_level: str | int = "INFO") -> None:
+    def __init__(self, config: Config, worker_target: WorkerTarget, service_target: ServiceTarget,
+                 log_level: str | int = "INFO") -> None:
         self.config = config
         self.worker_target = worker_target
+        self.service_target = service_target
         self.log_level = log_level
         self.log = logging.getLogger("lapps.master")
         n = config.server.workers
         self.slots = SlotBlock(n)
         self.workers = [WorkerProc(i) for i in range(n)]
+        self.services = [ServiceProc(name, i) for name in start_order(config)
+                         for i in range(config.services[name].instances)]
+        self.broker: MqrBroker | None = None
         self.listen_socks: list[socket.socket] = []
         self.stop_event = threading.Event()
         self.dispatcher = Dispatcher(config, self.slots, self._channel)
@@ -95,9 +141,13 @@ class Arbiter:
             if not svc.standalone and svc.instances not in (1, srv.workers):
                 self.log.warning("services.%s.instances = %d: a reactive service runs one instance "
                                  "per worker, so it has %d", name, svc.instances, srv.workers)
+        self.broker = MqrBroker(os.getpid(), self.stop_event)
+        self.broker.start()
         try:
             for w in self.workers:
                 self._spawn(w)
+            for sp in self.services:
+                self._spawn_service(sp)
             start_listeners(self.listen_socks[0], srv.listeners, Acl(srv.acl.policy, srv.acl.exclude),
                             self.dispatcher, self.stop_event)
             self._loop(wake_r)
@@ -111,44 +161,69 @@ class Arbiter:
             self.stop_event.set()
             for s in self.listen_socks:
                 s.close()
+            self.broker.sock.close()
             signal.set_wakeup_fd(-1)
             wake_r.close()
             wake_w.close()
         return self.exit_status
 
+    def _fork(self, name: str, run: Callable[[], int]) -> int:
+        """Fork a child that runs `run()` and exits with its status.
+
+        The child drops what belongs to the master: signal wiring, listening sockets, the
+        broker's socket and every worker channel (a new worker's own is not among them yet).
+        """
+        pid = os.fork()
+        if pid:
+            return pid
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            for s in self.listen_socks:
+                s.close()
+            if self.broker is not None:
+                self.broker.sock.close()
+            for other in self.workers:
+                if other.channel is not None:
+                    other.channel.close()
+            status = run()
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 0
+        except BaseException:
+            logging.getLogger("lapps").exception("%s crashed", name)
+        finally:
+            logging.shutdown()
+            os._exit(status)
+
     def _spawn(self, w: WorkerProc) -> None:
         """Fork the process for slot `w.index` with a fresh channel and a clean slot."""
         if w.channel is not None:
             w.channel.close()
+            w.channel = None
         master_end, worker_end = make_channel()
         self.slots.reset(w.index, 0, WorkerState.BOOTING)
         self.dispatcher.reset(w.index)
         master_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
-                    signal.signal(sig, signal.SIG_DFL)
-                for s in self.listen_socks:
-                    s.close()
-                master_end.close()
-                for other in self.workers:
-                    if other.channel is not None:
-                        other.channel.close()
-                status = self.worker_target(w.index, self.config, worker_end, self.slots, master_pid)
-            except SystemExit as e:
-                status = e.code if isinstance(e.code, int) else 0
-            except BaseException:
-                logging.getLogger("lapps.worker").exception("worker %d crashed", w.index + 1)
-            finally:
-                logging.shutdown()
-                os._exit(status)
+
+        def run() -> int:
+            master_end.close()
+            return self.worker_target(w.index, self.config, worker_end, self.slots, master_pid)
+
+        pid = self._fork(f"worker {w.index + 1}", run)
         worker_end.close()
         w.pid, w.channel, w.started = pid, master_end, time.monotonic()
         w.respawn_at = w.aborted_at = 0.0
         self.log.info("worker %d started (pid %d)", w.index + 1, pid)
+
+    def _spawn_service(self, sp: ServiceProc) -> None:
+        master_pid = os.getpid()
+        sp.pid = self._fork(f"service {sp.label}",
+                            lambda: self.service_target(sp.name, sp.instance, self.config, master_pid))
+        sp.started = time.monotonic()
+        sp.respawn_at = 0.0
+        self.log.info("service %s started (pid %d)", sp.label, sp.pid)
 
     # ------------------------------------------------------------------ supervision
 
@@ -168,7 +243,7 @@ class Arbiter:
             self._reap()
             now = time.monotonic()
             if self.stopping:
-                if all(w.pid == 0 for w in self.workers):
+                if not self._children():
                     self.log.info("stopped")
                     return
                 if now >= self.stop_deadline:
@@ -181,6 +256,9 @@ class Arbiter:
             for w in self.workers:
                 if w.pid == 0 and w.respawn_at and now >= w.respawn_at:
                     self._spawn(w)
+            for sp in self.services:
+                if sp.pid == 0 and sp.respawn_at and now >= sp.respawn_at:
+                    self._spawn_service(sp)
 
     def _handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -216,6 +294,12 @@ class Arbiter:
             for w in self.workers:
                 if w.pid == pid:
                     self._worker_exited(w, status)
+            for sp in self.services:
+                if sp.pid == pid:
+                    self._service_exited(sp, status)
+
+    def _children(self) -> list[int]:
+        return [c.pid for c in (*self.workers, *self.services) if c.pid]
 
     def _worker_exited(self, w: WorkerProc, status: int) -> None:
         slot = self.slots.read(w.index)
@@ -227,15 +311,30 @@ class Arbiter:
             raise HaltServer(f"worker {w.index + 1} could not boot (exit status {code}): "
                              "stopping the server; see the error above")
         self.slots.reset(w.index)
-        now = time.monotonic()
-        what = f"signal {-code}" if code < 0 else f"status {code}"
-        if now - w.started > _HEALTHY_AFTER:
-            w.crashes = 0
-        delay = 0.0 if w.crashes == 0 else min(_MAX_BACKOFF, 0.1 * 2 ** w.crashes)
-        w.crashes += 1
-        w.respawn_at = now + delay
+        delay = self._backoff(w)
         self.log.warning("worker %d (pid %d) exited with %s; respawning in %.1fs",
-                         w.index + 1, slot.pid or 0, what, delay)
+                         w.index + 1, slot.pid or 0, _describe_exit(code), delay)
+
+    def _service_exited(self, sp: ServiceProc, status: int) -> None:
+        """A standalone instance never takes the server down: it is restarted, with backoff."""
+        pid, sp.pid = sp.pid, 0
+        if self.stopping:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        delay = self._backoff(sp)
+        self.log.warning("service %s (pid %d) exited with %s; restarting in %.1fs",
+                         sp.label, pid, _describe_exit(code), delay)
+
+    @staticmethod
+    def _backoff(child: WorkerProc | ServiceProc) -> float:
+        """Schedule the respawn: at once after a healthy life, then doubling to a ceiling."""
+        now = time.monotonic()
+        if now - child.started > _HEALTHY_AFTER:
+            child.crashes = 0
+        delay = 0.0 if child.crashes == 0 else min(_MAX_BACKOFF, 0.1 * 2 ** child.crashes)
+        child.crashes += 1
+        child.respawn_at = now + delay
+        return delay
 
     def _check_heartbeats(self, now: float) -> None:
         timeout = self.config.workers.heartbeat_timeout
@@ -253,19 +352,19 @@ class Arbiter:
                 w.aborted_at = now
                 self._signal(w, signal.SIGABRT)
 
-    def _signal(self, w: WorkerProc, sig: int) -> None:
+    def _signal(self, child: WorkerProc | ServiceProc, sig: int) -> None:
         try:
-            os.kill(w.pid, sig)
+            os.kill(child.pid, sig)
         except ProcessLookupError:
             pass   # already gone; _reap will see it
 
     def _kill_all(self, sig: int) -> None:
-        for w in self.workers:
-            if w.pid:
-                self._signal(w, sig)
+        for child in (*self.workers, *self.services):
+            if child.pid:
+                self._signal(child, sig)
 
     def _reap_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while any(w.pid for w in self.workers) and time.monotonic() < deadline:
+        while self._children() and time.monotonic() < deadline:
             self._reap()
             time.sleep(0.02)

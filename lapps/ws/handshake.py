@@ -147,13 +147,17 @@ def accept_key(key: str) -> str:
 
 
 def choose_subprotocol(req: Request, supported: tuple[str, ...]) -> str | None:
-    """The first subprotocol the client offered that the service accepts, or None."""
+    """The first subprotocol the client offered that the service accepts, or None.
+
+    Compared exactly: the answer must be one of the client's own values (RFC 6455 §4.1),
+    and a client fails the connection on any other spelling.
+    """
     if not supported:
         return None
-    for offered in req.tokens("sec-websocket-protocol"):
-        for s in supported:
-            if s.lower() == offered:
-                return s
+    for value in req.get_all("sec-websocket-protocol"):
+        for offered in value.split(","):
+            if offered.strip() in supported:
+                return offered.strip()
     return None
 
 

@@ -149,7 +149,8 @@ class ServerProtocol:
                     return
                 b0 = data[pos]
                 b1 = data[pos + 1]
-                # checked on the first two bytes: a short bad frame must not wait for more
+                # mask and RSV bits are checked on the first two bytes: a short unmasked or
+                # RSV frame must not wait for more
                 if not b1 & 0x80:
                     return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
                 if b0 & 0x70:
@@ -361,6 +362,14 @@ class ServerProtocol:
             last = start + frag >= n
             out += frame_header(opcode if start == 0 else 0, min(frag, n - start), fin=last)
             out += view[start:start + frag]
+        return True
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue a frame encoded elsewhere (a broadcast is framed once for all its
+        subscribers); False once the connection is no longer open."""
+        if self.state != State.OPEN:
+            return False
+        self.out += frame
         return True
 
     def ping(self, payload: bytes = b"") -> bool:

@@ -1,0 +1,277 @@
+"""The `nljson` module: JSON and CBOR for Lua services, on plain Lua tables.
+
+The original LAppS wrapped nlohmann::json in userdata; here decoded documents are plain
+Lua tables (DESIGN §3 "Values between Lua and the protocol"), so a service indexes them
+directly and hands them to `ws:send` as they are. The conversion rules are those of
+`LuaValues`: JSON null is `nljson.null`, an empty table encodes as an array,
+`nljson.object()` makes an empty table that encodes as a map.
+
+| function | does |
+|---|---|
+| `decode(s)` | JSON text -> Lua value (a table for arrays and objects) |
+| `decode_file(path)` | the same, from a file in the service's own directory |
+| `encode(v)` | Lua value -> compact JSON, keys sorted |
+| `encode_pretty(v[, indent])` | the same, indented (2 by default; 0 is compact) |
+| `to_cbor(v)` / `from_cbor(s)` | Lua value <-> one CBOR data item |
+| `find(t, key)` | `t[key]` or nil: a map's key or an array's 1-based index |
+| `foreach(t, fn)` | `fn(key, value)` per entry, array entries first and in order |
+| `erase(t, key)` | remove a key, or an array index (later entries shift down); true/false |
+| `empty(v)` | true for nil, `null` and empty tables; false otherwise |
+| `typename(v)` | "null", "object", "array", "string", "number", "boolean" |
+| `null`, `object()` | the null sentinel; a new empty table that encodes as {} |
+
+Decisions:
+- `encode` refuses NaN and ±inf (JSON has no such numbers; nlohmann silently wrote null),
+  and a string that is not UTF-8 (JSON text is Unicode). CBOR carries both.
+- `decode` refuses the `NaN`/`Infinity` literals Python's json would accept, and
+  integers beyond 64 bits (a Lua number cannot be made from them).
+- Keys are sorted in JSON output, as nlohmann's std::map-backed objects were, so that
+  one table always encodes to one text; CBOR keeps the table's own order.
+- `decode_file` reads only below the service directory (symlinks resolved first) and at
+  most `MAX_FILE_BYTES`.
+- Errors are Lua errors raised at the caller's line: `nljson.decode: invalid JSON at line
+  1 column 5: Expecting value`.
+- `find`, `foreach`, `erase`, `empty` and `typename` run in Lua: on plain tables they need
+  no Python.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any, Callable
+
+import cbor2
+
+from ..values import MAX_DEPTH, LuaValues
+
+MAX_FILE_BYTES = 64 * 1024 * 1024   # decode_file refuses larger files (the default Lua heap cap)
+MAX_INDENT = 16
+
+_MODULE = b"""
+local py_decode, py_decode_file, py_encode, py_to_cbor, py_from_cbor,
+      null, new_object, OBJECT = ...
+local type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable =
+      type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable
+local remove = table.remove
+
+local M = { null = null }
+
+-- both call styles: nljson:f(x) passes the module first
+local function want(fname, what, v, ok)
+  if not ok then
+    error("nljson." .. fname .. ": expects " .. what .. ", got " .. type(v), 3)
+  end
+end
+
+function M.decode(a, b)
+  if rawequal(a, M) then a = b end
+  want("decode", "a JSON string", a, type(a) == "string")
+  local ok, r = py_decode(a)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.decode_file(a, b)
+  if rawequal(a, M) then a = b end
+  want("decode_file", "a file name", a, type(a) == "string")
+  local ok, r = py_decode_file(a)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.encode(a, b)
+  if rawequal(a, M) then a = b end
+  local ok, r = py_encode(a, nil)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.encode_pretty(a, b, c)
+  if rawequal(a, M) then a, b = b, c end
+  if b == nil then b = 2 end
+  want("encode_pretty", "an indent of 0 to 16", b,
+       type(b) == "number" and b >= 0 and b <= 16 and b % 1 == 0)
+  local ok, r = py_encode(a, b)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.to_cbor(a, b)
+  if rawequal(a, M) then a = b end
+  local ok, r = py_to_cbor(a)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.from_cbor(a, b)
+  if rawequal(a, M) then a = b end
+  want("from_cbor", "a CBOR string", a, type(a) == "string")
+  local ok, r = py_from_cbor(a)
+  if not ok then error(r, 2) end
+  return r
+end
+
+function M.find(a, b, c)
+  if rawequal(a, M) then a, b = b, c end
+  want("find", "a table", a, type(a) == "table")
+  if b == nil then return nil end
+  return rawget(a, b)
+end
+
+function M.foreach(a, b, c)
+  if rawequal(a, M) then a, b = b, c end
+  want("foreach", "a table", a, type(a) == "table")
+  want("foreach", "a function as its second argument", b, type(b) == "function")
+  local n = #a
+  for i = 1, n do
+    local v = rawget(a, i)
+    if v ~= nil then b(i, v) end
+  end
+  for k, v in next, a do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then b(k, v) end
+  end
+end
+
+function M.erase(a, b, c)
+  if rawequal(a, M) then a, b = b, c end
+  want("erase", "a table", a, type(a) == "table")
+  if rawequal(a, null) or b == nil or rawget(a, b) == nil then return false end
+  if type(b) == "number" and b >= 1 and b <= #a and b % 1 == 0 then
+    remove(a, b)                      -- an array index: what follows shifts down
+    return true
+  end
+  rawset(a, b, nil)
+  -- a map that erase empties still encodes as a map
+  if next(a) == nil and type(b) == "string" and getmetatable(a) == nil then
+    setmetatable(a, OBJECT)
+  end
+  return true
+end
+
+function M.empty(a, b)
+  if rawequal(a, M) then a = b end
+  if a == nil or rawequal(a, null) then return true end
+  if type(a) == "table" then return next(a) == nil end
+  return false
+end
+
+function M.typename(a, b)
+  if rawequal(a, M) then a = b end
+  if a == nil or rawequal(a, null) then return "null" end
+  local t = type(a)
+  if t ~= "table" then return t end
+  if next(a) == nil then
+    if rawequal(getmetatable(a), OBJECT) then return "object" end
+    return "array"
+  end
+  if rawget(a, 1) ~= nil then return "array" end
+  return "object"
+end
+
+function M.object()
+  return new_object()
+end
+
+return M
+"""
+
+
+class _Refused(ValueError):
+    """A call that cannot be done; the message becomes the Lua error."""
+
+
+def install_nljson(lua: Any, values: LuaValues, directory: str | None = None) -> Any:
+    """Build the `nljson` module table in `lua`, converting with `values`.
+
+    `directory` is the service's own folder: `decode_file` reads paths relative to it and
+    nothing outside it (without one, `decode_file` refuses every path). The caller sets
+    the returned table as the global `nljson`.
+    """
+    base = os.path.realpath(directory) if directory is not None else None
+    to_lua, from_lua = values.to_lua, values.from_lua
+
+    def decode(text: bytes) -> Any:
+        return to_lua(_loads(text, "invalid JSON"))
+
+    def decode_file(name: bytes) -> Any:
+        path = os.fsdecode(name)
+        if base is None:
+            raise _Refused("this service has no directory to read files from")
+        full = os.path.realpath(os.path.join(base, path))
+        if os.path.commonpath([base, full]) != base:
+            raise _Refused(f"{path!r} is outside the service directory")
+        try:
+            with open(full, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as e:
+            raise _Refused(f"cannot read {path!r}: {e.strerror}") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise _Refused(f"{path!r} is larger than {MAX_FILE_BYTES} bytes")
+        return to_lua(_loads(data, f"invalid JSON in {path!r}"))
+
+    def encode(value: Any, indent: int | None) -> bytes:
+        data = from_lua(value)
+        try:
+            if indent:
+                text = json.dumps(data, ensure_ascii=False, allow_nan=False, sort_keys=True,
+                                  indent=indent, separators=(",", ": "))
+            else:
+                text = json.dumps(data, ensure_ascii=False, allow_nan=False, sort_keys=True,
+                                  separators=(",", ":"))
+        except ValueError:
+            raise _Refused("NaN and infinity cannot be encoded as JSON") from None
+        except TypeError:
+            # from_lua leaves only one type json refuses: bytes, a string not in UTF-8
+            raise _Refused("a string that is not valid UTF-8 cannot be encoded as JSON "
+                           "(to_cbor can carry it)") from None
+        return text.encode()
+
+    def to_cbor(value: Any) -> bytes:
+        return cbor2.dumps(from_lua(value))
+
+    def from_cbor(data: bytes) -> Any:
+        fp = io.BytesIO(data)
+        try:
+            obj = cbor2.CBORDecoder(fp, max_depth=MAX_DEPTH).decode()
+        except cbor2.CBORDecodeError as e:
+            raise _Refused(f"invalid CBOR: {e}") from None
+        if fp.tell() != len(data):
+            raise _Refused(f"invalid CBOR: {len(data) - fp.tell()} bytes after the data item")
+        return to_lua(obj)
+
+    return lua.execute(_MODULE, _protected("decode", decode),
+                       _protected("decode_file", decode_file), _protected("encode", encode),
+                       _protected("to_cbor", to_cbor), _protected("from_cbor", from_cbor),
+                       values.null, values.make_object, values.object_marker, name="=nljson")
+
+
+def _protected(name: str, fn: Callable[..., Any]) -> Callable[..., tuple[bool, Any]]:
+    # The Lua side raises the error at the caller's line: a Python exception would
+    # reach the service as a Python traceback instead of its own file:line.
+    prefix = f"nljson.{name}: "
+
+    def call(*args: Any) -> tuple[bool, Any]:
+        try:
+            return True, fn(*args)
+        except ValueError as e:     # _Refused, and the converters' ValueErrors
+            return False, (prefix + str(e)).encode()
+    return call
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON value")
+
+
+def _loads(data: bytes, what: str) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Refused(f"{what}: not valid UTF-8 at byte {e.start}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise _Refused(f"{what} at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise _Refused(f"{what}: nested too deeply") from None

@@ -1,0 +1,281 @@
+"""The worker's side of the Lua host API (`ws`, `bcast`, `mqr`) and message dispatch.
+
+The IO worker owns sockets and the loop; this module owns what services see of them: a
+handler is a connection, `ws:send` queues on its protocol, `bcast` channels map to local
+subscribers and to the bus, and each connection gets a message callback bound once at
+upgrade time (raw or LAppS protocol) so that a message costs one Lua call.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lapps.config import Config, ServiceConfig
+from lapps.ipc.bus import Broadcast, BusError, MqrClient, worker_node
+from lapps.ipc.slots import SlotWriter
+from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
+                                  error_response, validate_outgoing)
+from lapps.lua.runtime import LuaError, describe_lua_error
+from lapps.lua.service import Bcast, Mqr, ReactiveService
+from lapps.master.acl import Acl
+from lapps.ws.constants import CloseCode, is_valid_close_code
+from lapps.ws.frames import frame_header
+
+from .connection import Connection
+
+_TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
+
+
+@dataclass(slots=True)
+class Route:
+    """A reactive service as mounted on its request target in this worker."""
+
+    config: ServiceConfig
+    instance: ReactiveService
+    acl: Acl
+    extra_headers: tuple[tuple[str, str], ...]
+
+
+class Loop(Protocol):
+    """What the host needs from the IO worker's loop."""
+
+    by_handler: dict[int, Connection]
+    slot: SlotWriter
+    log: logging.Logger
+
+    def mark_dirty(self, conn: Connection) -> None: ...
+    def watch(self, fd: int, on_readable: Callable[[], None]) -> None: ...
+    def unwatch(self, fd: int) -> None: ...
+    def close_connection(self, conn: Connection, code: int, reason: str) -> None: ...
+
+
+class ServiceHost:
+    """Hosts one instance of every reactive service for one IO worker."""
+
+    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int) -> None:
+        self.loop = loop
+        self.config = config
+        self.log = loop.log
+        self.bus = Broadcast(master_pid, config.server.workers, worker_node(index))
+        self.mqr = MqrClient(master_pid)
+        self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
+        self.routes: dict[str, Route] = {}
+
+    def load(self) -> None:
+        """One instance of every reactive service; raises ServiceBootError on failure."""
+        bcast = Bcast(self.bcast_create, self.bcast_subscribe, self.bcast_unsubscribe, self.bcast_publish)
+        mqr = Mqr(self.mqr.post, self.mqr.try_recv, None)
+        for svc in self.config.services.values():
+            if svc.standalone:
+                continue
+            instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
+                                       bcast=bcast, mqr=mqr)
+            instance.start()
+            self.routes[svc.request_target] = Route(
+                svc, instance, Acl(svc.acl.policy, svc.acl.exclude), tuple(svc.extra_headers.items()))
+
+    def shutdown(self) -> None:
+        for route in self.routes.values():
+            route.instance.shutdown()
+        self.bus.close()
+        self.mqr.close()
+
+    # ------------------------------------------------------------------ dispatch
+
+    def dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
+        """The connection's message callback; everything it needs is bound here, once."""
+        on_message = route.instance.on_message
+        handler = conn.handler
+        slot = self.loop.slot
+        failed = self.lua_failed
+        if route.config.protocol != "lapps":
+            def dispatch(opcode: int, payload: bytes) -> None:
+                slot.messages_in += 1
+                try:
+                    ok = on_message(handler, opcode, payload)
+                except Exception as e:   # LuaError, or a bug in a host function it called
+                    return failed(conn, e)
+                if ok is not True:
+                    failed(conn, f"onMessage returned {ok!r}, not true")
+            return dispatch
+
+        to_lua = route.instance.values.to_lua
+        refuse = self._refuser(conn, route.config.lapps_max_errors)
+
+        def dispatch_lapps(opcode: int, payload: bytes) -> None:
+            slot.messages_in += 1
+            if opcode != _BINARY:
+                return refuse(LappsError(INVALID_REQUEST, "LAppS messages are binary CBOR, not text"))
+            try:
+                msg_type, message = decode_message(payload)
+            except LappsError as e:
+                return refuse(e)
+            try:
+                ok = on_message(handler, msg_type, to_lua(message))
+            except Exception as e:   # LuaError, or a bug in a host function it called
+                return failed(conn, e)
+            if ok is not True:
+                failed(conn, f"onMessage returned {ok!r}, not true")
+        return dispatch_lapps
+
+    def _refuser(self, conn: Connection, max_errors: int) -> Callable[[LappsError], None]:
+        """What the server itself answers to a message that never reaches Lua (DESIGN §4)."""
+        def refuse(error: LappsError) -> None:
+            conn.lapps_errors += 1
+            conn.proto.send(_BINARY, encode(error_response(error.code, error.message)))
+            self.loop.mark_dirty(conn)
+            if max_errors and conn.lapps_errors >= max_errors:
+                self.loop.close_connection(conn, CloseCode.UNSUPPORTED_DATA,
+                                           f"{conn.lapps_errors} invalid LAppS messages")
+        return refuse
+
+    def lua_failed(self, conn: Connection, what: str | BaseException) -> None:
+        """A service error costs its connection (1011) and nothing else."""
+        self.loop.slot.lua_errors += 1
+        route = conn.service
+        if isinstance(what, LuaError):
+            route.instance.recover(what)
+            what = describe_lua_error(what)
+        elif isinstance(what, BaseException):
+            # not the service's fault: a host function failed; keep the Python traceback
+            self.log.error("host error under service %s", route.config.name, exc_info=what)
+            what = f"internal error: {what!r}"
+        svc = route.config
+        self.log.error("service %s (%s), handler %d: %s", svc.name, svc.script, conn.handler, what)
+        self.loop.close_connection(conn, CloseCode.INTERNAL_ERROR, "service error")
+
+    def forget(self, conn: Connection) -> None:
+        """A connection ended: it leaves its bcast channels, then the service hears of it."""
+        if conn.channels:
+            for channel in conn.channels:
+                subs = self.subscribers.get(channel)
+                if subs is not None:
+                    subs.discard(conn.handler)
+            conn.channels = None
+        conn.service.instance.disconnect(conn.handler)
+
+    # ------------------------------------------------------------------ ws
+
+    def send(self, handler: Any, opcode: Any, data: Any) -> Any:
+        """`ws:send(handler, opcode, message)`: queue a frame; never blocks."""
+        conn = self.loop.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        if type(data) is not bytes:
+            return False, b"message must be a string"
+        if opcode == _TEXT:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                return False, b"text message is not valid UTF-8"
+        elif opcode != _BINARY:
+            return False, b"opcode must be 1 (text) or 2 (binary)"
+        if not conn.proto.send(opcode, data):
+            return False, b"connection is closing"
+        self.loop.slot.messages_out += 1
+        self.loop.mark_dirty(conn)
+        return True
+
+    def send_message(self, handler: Any, message: Any) -> Any:
+        """`ws:send(handler, table)`: a LAppS message, validated and CBOR-encoded."""
+        conn = self.loop.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        if conn.service.config.protocol != "lapps":
+            return False, b"ws:send(handler, table) is for LAppS-protocol services"
+        try:
+            validate_outgoing(message)
+        except ValueError as e:
+            return False, str(e).encode()
+        if not conn.proto.send(_BINARY, encode(message)):
+            return False, b"connection is closing"
+        self.loop.slot.messages_out += 1
+        self.loop.mark_dirty(conn)
+        return True
+
+    def close(self, handler: Any, code: Any = None, reason: Any = None) -> Any:
+        """`ws:close(handler, code[, reason])`: start the closing handshake."""
+        conn = self.loop.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        code = CloseCode.NORMAL if code is None else code
+        if type(code) is float and code.is_integer():
+            code = int(code)
+        if type(code) is not int or not is_valid_close_code(code):
+            return False, b"invalid close code"
+        text = ""
+        if reason is not None:
+            if type(reason) is not bytes:
+                return False, b"reason must be a string"
+            try:
+                text = reason.decode("utf-8")
+            except UnicodeDecodeError:
+                return False, b"reason is not valid UTF-8"
+        self.loop.close_connection(conn, code, text)
+        return True
+
+    # ------------------------------------------------------------------ bcast
+
+    def bcast_create(self, channel: int) -> Any:
+        """Channels are numbers that exist once used; create is idempotent, as in the original."""
+        self.subscribers.setdefault(channel, set())
+        return True
+
+    def bcast_subscribe(self, channel: int, handler: int) -> Any:
+        conn = self.loop.by_handler.get(handler)
+        if conn is None:
+            return False, b"no such connection"
+        self.subscribers.setdefault(channel, set()).add(handler)
+        if conn.channels is None:
+            conn.channels = set()
+        conn.channels.add(channel)
+        return True
+
+    def bcast_unsubscribe(self, channel: int, handler: int) -> Any:
+        subs = self.subscribers.get(channel)
+        if not subs or handler not in subs:
+            return False, b"not subscribed"
+        subs.discard(handler)
+        conn = self.loop.by_handler.get(handler)
+        if conn is not None and conn.channels:
+            conn.channels.discard(channel)
+        return True
+
+    def bcast_publish(self, channel: int, message: Any) -> Any:
+        """`bcast:send(channel, table)`: encode once, hand to every worker (this one too)."""
+        try:
+            validate_outgoing(message)
+            self.bus.publish(channel, encode(message))
+        except (ValueError, BusError) as e:
+            return False, str(e).encode()
+        return True
+
+    def accept_publisher(self) -> None:
+        """A process connected to publish to this worker: poll its link."""
+        link = self.bus.accept()
+        if link is not None:
+            self.loop.watch(link.fileno(), lambda: self.deliver(link))
+
+    def deliver(self, link: socket.socket) -> None:
+        """Packets on a publisher's link: frame each once, queue it to its subscribers."""
+        packets, gone = self.bus.receive(link)
+        by_handler = self.loop.by_handler
+        mark_dirty = self.loop.mark_dirty
+        slot = self.loop.slot
+        for channel, payload in packets:
+            subs = self.subscribers.get(channel)
+            if not subs:
+                continue
+            frame = frame_header(_BINARY, len(payload)) + payload
+            for handler in subs:
+                conn = by_handler.get(handler)
+                if conn is not None and conn.proto.send_frame(frame):
+                    slot.messages_out += 1
+                    mark_dirty(conn)
+        if gone:
+            self.loop.unwatch(link.fileno())
+            link.close()
