@@ -47,10 +47,9 @@ import cbor2
 from ..values import MAX_DEPTH, LuaValues
 
 MAX_FILE_BYTES = 64 * 1024 * 1024   # decode_file refuses larger files (the default Lua heap cap)
-MAX_INDENT = 16
 
 _MODULE = b"""
-local py_decode, py_decode_file, py_encode, py_to_cbor, py_from_cbor,
+local py_decode, py_decode_file, py_encode, py_encode_pretty, py_to_cbor, py_from_cbor,
       null, new_object, OBJECT = ...
 local type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable =
       type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable
@@ -93,7 +92,7 @@ function M.encode_pretty(a, b, c)
   if b == nil then b = 2 end
   want("encode_pretty", "an indent of 0 to 16", b,
        type(b) == "number" and b >= 0 and b <= 16 and b % 1 == 0)
-  local ok, r = py_encode(a, b)
+  local ok, r = py_encode_pretty(a, b)
   if not ok then error(r, 2) end
   return r
 end
@@ -243,8 +242,9 @@ def install_nljson(lua: Any, values: LuaValues, directory: str | None = None) ->
 
     return lua.execute(_MODULE, _protected("decode", decode),
                        _protected("decode_file", decode_file), _protected("encode", encode),
-                       _protected("to_cbor", to_cbor), _protected("from_cbor", from_cbor),
-                       values.null, values.make_object, values.object_marker, name="=nljson")
+                       _protected("encode_pretty", encode), _protected("to_cbor", to_cbor),
+                       _protected("from_cbor", from_cbor), values.null, values.make_object,
+                       values.object_marker, name="=nljson")
 
 
 def _protected(name: str, fn: Callable[..., Any]) -> Callable[..., tuple[bool, Any]]:
