@@ -119,7 +119,7 @@ class Server:
         return found
 
     def worker_pids(self) -> list[int]:
-        """Pids of the master's live children (the IO workers), sorted."""
+        """Pids of the master's live IO workers (not its service processes), sorted."""
         try:
             children = psutil.Process(self.pid).children()
         except psutil.NoSuchProcess:
@@ -127,9 +127,9 @@ class Server:
         pids = []
         for child in children:
             try:
-                if child.status() != psutil.STATUS_ZOMBIE:
+                if child.status() != psutil.STATUS_ZOMBIE and "lapps: service" not in " ".join(child.cmdline()):
                     pids.append(child.pid)
-            except psutil.NoSuchProcess:
+            except psutil.Error:
                 continue
         return sorted(pids)
 
