@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test autobahn bench clean system-deps venv
+.PHONY: run test autobahn bench certs clean system-deps venv
 
 # python-prctl compiles against libcap; the venv needs python3-venv on Debian's own Python.
 system-deps:
@@ -37,6 +37,22 @@ test: $(STAMP)
 # Autobahn TestSuite (fuzzingclient) cases 1-10 against /echo; builds a Python 2.7 venv once.
 autobahn: $(STAMP)
 	tests/autobahn/against_lapps.sh
+
+# A development CA and a localhost certificate signed by it, for wss:// (etc/ssl/, not committed).
+CERTS := etc/ssl
+certs: $(CERTS)/localhost.crt
+
+$(CERTS)/localhost.crt:
+	mkdir -p $(CERTS)
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=LAppS development CA" \
+		-keyout $(CERTS)/ca.key -out $(CERTS)/ca.crt 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+		-keyout $(CERTS)/localhost.key -out $(CERTS)/localhost.csr 2>/dev/null
+	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n' > $(CERTS)/ext.cnf
+	openssl x509 -req -in $(CERTS)/localhost.csr -CA $(CERTS)/ca.crt -CAkey $(CERTS)/ca.key \
+		-CAcreateserial -days 825 -extfile $(CERTS)/ext.cnf -out $(CERTS)/localhost.crt 2>/dev/null
+	rm -f $(CERTS)/localhost.csr $(CERTS)/ext.cnf $(CERTS)/ca.srl
+	@echo "wrote $(CERTS)/ca.crt (trust this one) and $(CERTS)/localhost.crt, $(CERTS)/localhost.key"
 
 bench: $(STAMP)
 	$(PY) bench/bench_frames.py

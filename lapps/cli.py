@@ -13,6 +13,7 @@ import sys
 
 from .config import Config, ConfigError, default_config_path, load_config, to_toml
 from .logs import configure
+from .tls import needs_tls, server_context
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +36,6 @@ def unsupported(config: Config) -> list[str]:
     Refusing to start beats silently serving plain ws:// to someone who asked for TLS.
     """
     problems = []
-    if config.server.tls.enabled:
-        problems.append("server.tls.enabled: TLS is not available in this version")
     for name, svc in config.services.items():
         if svc.permessage_deflate:
             problems.append(f"services.{name}.permessage_deflate: compression is not available in this version")
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                  "server.port": args.port, "server.ip": args.ip}
     try:
         config = load_config(path, overrides)
+        if needs_tls(config.server):
+            server_context(config.server.tls)   # the files load, or the start stops here
         problems = unsupported(config)
         if problems:
             raise ConfigError("; ".join(problems))

@@ -54,6 +54,15 @@ class ACLConfig:
 
 
 @dataclass(frozen=True)
+class EndpointConfig:
+    """One more listening address (`[[server.endpoints]]`), beside `[server] ip`/`port`:
+    a way to serve ws:// and wss:// from one server. `tls` uses the `[server.tls]` files."""
+    ip: str
+    port: int
+    tls: bool
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """`[server]`: listening socket, process counts, timeouts (seconds) and the services folder."""
     ip: str
@@ -66,6 +75,7 @@ class ServerConfig:
     services_dir: str
     tls: TLSConfig
     acl: ACLConfig
+    endpoints: tuple[EndpointConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,37 @@ _redis_url = _rule('"" or a redis://, rediss:// or unix:// URL',
                    lambda v: _text(v) and (v == "" or bool(re.match(r"(redis|rediss|unix)://", v))))
 
 
+def _endpoints(v: Any) -> tuple[EndpointConfig, ...]:
+    """[[server.endpoints]]: each a table with `port`, and optional `ip` (default: server.ip,
+    filled in later) and `tls` (default false)."""
+    if not isinstance(v, (list, tuple)):
+        raise _Invalid("an array of tables ([[server.endpoints]])")
+    out = []
+    for i, table in enumerate(v):
+        if isinstance(table, EndpointConfig):
+            out.append(table)
+            continue
+        if not isinstance(table, dict):
+            raise _Invalid("a table with port, and optional ip and tls", f"[{i}]", table, inner=True)
+        for key in table:
+            if key not in ("ip", "port", "tls"):
+                raise _Invalid("one of ip, port, tls", f"[{i}].{key}", key, inner=True)
+        checks = (("port", _integer(1, 65535), None), ("ip", _ip, ""), ("tls", _boolean, False))
+        values = {}
+        for key, check, default in checks:
+            if key not in table:
+                if default is None:
+                    raise _Invalid("a port", f"[{i}].port", None, inner=True)
+                values[key] = default
+                continue
+            try:
+                values[key] = check(table[key])
+            except _Invalid as e:
+                raise _Invalid(e.expected, f"[{i}].{key}", table[key], inner=True) from None
+        out.append(EndpointConfig(**values))
+    return tuple(out)
+
+
 def _headers(v: Any) -> dict[str, str]:
     """extra_headers: the handshake writes Upgrade, Connection and Sec-WebSocket-* itself; a service
     must not forge those, nor smuggle a line break into the 101 response (see _text)."""
@@ -290,6 +331,7 @@ _SERVER = _Section(ServerConfig, {
     "services_dir": _Field("../services", _path, path=True),
     "tls": _TLS,
     "acl": _ACL,
+    "endpoints": _Field([], _endpoints),
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),
@@ -463,7 +505,16 @@ def _check_links(services: dict[str, ServiceConfig]) -> None:
 def _check_server(config: Config) -> None:
     """Checks that span keys of [server] and [admin]."""
     tls = config.server.tls
-    if tls.enabled:
+    srv = config.server
+    if any(not e.ip for e in srv.endpoints):   # an endpoint without ip listens where [server] does
+        endpoints = tuple(dataclasses.replace(e, ip=e.ip or srv.ip) for e in srv.endpoints)
+        object.__setattr__(srv, "endpoints", endpoints)
+    seen = {(srv.ip, srv.port)}
+    for i, e in enumerate(srv.endpoints):
+        if (e.ip, e.port) in seen:
+            raise ConfigError(f"server.endpoints[{i}]: {e.ip}:{e.port} is already a listening address")
+        seen.add((e.ip, e.port))
+    if tls.enabled or any(e.tls for e in srv.endpoints):
         for key, path in (("cert", tls.cert), ("key", tls.key)):
             if not os.path.isfile(path):
                 raise ConfigError(f"server.tls.{key}: file not found: {path}")
@@ -549,6 +600,8 @@ def to_toml(config: Config) -> str:
     """The merged config as TOML (for --print-config). Paths are absolute, so the text means the
     same wherever it is saved, and load_config of it gives an equal Config."""
     tables = {name: dataclasses.asdict(getattr(config, name)) for name in _ROOT.keys}
+    # the `toml` encoder writes a tuple of tables as a list of their keys: give it a list
+    tables["server"]["endpoints"] = list(tables["server"]["endpoints"])
     for name, svc in config.services.items():
         table = dataclasses.asdict(svc)
         for derived in ("name", "directory", "script"):

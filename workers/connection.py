@@ -16,7 +16,8 @@ class Connection:
     """
 
     __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
-                 "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors")
+                 "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors",
+                 "tls", "tls_pending")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
         self.sock = sock
@@ -32,3 +33,5 @@ class Connection:
         self.backlog = 0                  # bytes of `proto.out` counted in the slot's backlog
         self.channels: set[int] | None = None  # bcast channels it is subscribed to
         self.lapps_errors = 0             # bad LAppS messages so far (lapps_max_errors)
+        self.tls = False                  # an SSLSocket (wss://)
+        self.tls_pending = False          # its TLS handshake is not done yet

@@ -13,12 +13,14 @@ import os
 import select
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
 from lapps.config import Config
 from lapps.ipc.channel import receive_sockets
 from lapps.ipc.slots import SlotWriter, WorkerState
+from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
 from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
 
@@ -58,6 +60,7 @@ class IOWorker:
         self.timer_seq = 0
         self.aux: dict[int, Callable[[], None]] = {}      # fd → handler, for non-client fds
         self.host = ServiceHost(self, config, index, master_pid)
+        self.tls_context = server_context(config.server.tls) if needs_tls(config.server) else None
         self.handler_base = 0
         self.handler_seq = 0
         self.stopping = False
@@ -120,9 +123,11 @@ class IOWorker:
             self.slot.publish(now)
 
     def _read(self, conn: Connection) -> None:
+        if conn.tls_pending:
+            return self._tls_handshake(conn)
         try:
             n = conn.sock.recv_into(self.buf)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError:
             return self._drop(conn)
@@ -147,13 +152,17 @@ class IOWorker:
         if (proto.out or proto.state == State.CLOSED) and not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
+        if conn.tls and conn.sock.pending() and conn.fd in self.conns:
+            self._read(conn)   # decrypted bytes wait inside the SSL object: epoll cannot see them
 
     def _flush(self, conn: Connection) -> None:
+        if conn.tls_pending:
+            return self._tls_handshake(conn)
         out = conn.proto.out
         if out:
             try:
                 n = conn.sock.send(out)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 n = 0
             except OSError:
                 return self._drop(conn)
@@ -162,15 +171,12 @@ class IOWorker:
             if out:
                 self.slot.backlog += len(out) - conn.backlog
                 conn.backlog = len(out)
-                if not conn.want_write:
-                    conn.want_write = True
-                    self.ep.modify(conn.fd, _IN | _OUT)
+                self._want_write(conn, True)
                 return
             if conn.want_write:
-                conn.want_write = False
                 self.slot.backlog -= conn.backlog
                 conn.backlog = 0
-                self.ep.modify(conn.fd, _IN)
+                self._want_write(conn, False)
         if conn.proto.state == State.CLOSED and not conn.lingering:
             self._linger(conn)
 
@@ -189,28 +195,54 @@ class IOWorker:
             if master_gone:
                 self.log.warning("the master is gone; stopping")
                 return self._begin_stop()
-            for sock in socks:
+            for sock, tls in socks:
                 self.slot.taken += 1
                 if self.stopping:
                     sock.close()
                 else:
-                    self._adopt(sock)
+                    self._adopt(sock, tls)
 
-    def _adopt(self, sock: socket.socket) -> None:
+    def _adopt(self, sock: socket.socket, tls: bool) -> None:
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = sock.getpeername()[0]
+            if tls:
+                sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except OSError:
             sock.close()     # reset by the peer between accept and now
             return
         conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers))
+        conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         self.ep.register(conn.fd, _IN)
         self.slot.connections += 1
         self.slot.handshakes += 1
-        if self.handshake_timeout:
+        if self.handshake_timeout:   # a total: TLS and the upgrade together
             self._timer(self.handshake_timeout, _T_HANDSHAKE, conn)
+
+    def _tls_handshake(self, conn: Connection) -> None:
+        """One step of the non-blocking TLS handshake; the upgrade follows on the same socket.
+
+        Plain HTTP or garbage on a TLS port fails here and costs only that socket.
+        """
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return self._want_write(conn, False)
+        except ssl.SSLWantWriteError:
+            return self._want_write(conn, True)
+        except OSError as e:   # ssl.SSLError included
+            self.log.debug("TLS handshake with %s failed: %s", conn.peer, e)
+            return self._drop(conn)
+        conn.tls_pending = False
+        self._want_write(conn, False)
+        self._read(conn)   # the client may have sent its upgrade request already
+
+    def _want_write(self, conn: Connection, want: bool) -> None:
+        if conn.want_write != want:
+            conn.want_write = want
+            self.ep.modify(conn.fd, _IN | _OUT if want else _IN)
 
     def _route(self, conn: Connection, req) -> None:
         """Mount an upgrade request on its service, or answer it with an HTTP error."""

@@ -30,12 +30,14 @@ def send_socket(channel: socket.socket, sock: socket.socket, listener_id: int, t
     socket.send_fds(channel, [_HEADER.pack(listener_id, tls)], [sock.fileno()])
 
 
-def receive_sockets(channel: socket.socket, max_fds: int = 16) -> tuple[list[socket.socket], bool]:
-    """Sockets waiting on the worker's end, and whether the master has gone (EOF).
+def receive_sockets(channel: socket.socket) -> tuple[list[tuple[socket.socket, bool]], bool]:
+    """The socket waiting on the worker's end with its TLS flag, and whether the master has
+    gone (EOF). One packet per call: each carries one descriptor and its own header.
 
     Raises BlockingIOError when nothing is waiting.
     """
-    msg, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size * max_fds, max_fds)
+    msg, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size, 4)
     if not msg and not fds:
         return [], True
-    return [socket.socket(fileno=fd) for fd in fds], False
+    tls = len(msg) == _HEADER.size and bool(_HEADER.unpack(msg)[1])
+    return [(socket.socket(fileno=fd), tls) for fd in fds], False

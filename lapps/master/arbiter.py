@@ -125,18 +125,24 @@ class Arbiter:
         srv = self.config.server
         prctl.set_proctitle("lapps: master")
         prctl.set_name("lapps-master")
-        try:
-            self.listen_socks = [bind_listener(srv.ip, srv.port)]
-        except OSError as e:
-            raise OSError(e.errno, f"cannot listen on {srv.ip}:{srv.port}: {e.strerror}") from None
+        addresses = [(srv.ip, srv.port, srv.tls.enabled)] + [(e.ip, e.port, e.tls) for e in srv.endpoints]
+        for ip, port, _ in addresses:
+            try:
+                self.listen_socks.append(bind_listener(ip, port))
+            except OSError as e:
+                for s in self.listen_socks:
+                    s.close()
+                raise OSError(e.errno, f"cannot listen on {ip}:{port}: {e.strerror}") from None
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, lambda s, f: None)
-        self.log.info("listening on %s:%d with %d listener(s), %d worker(s)",
-                      srv.ip, srv.port, srv.listeners, srv.workers)
+        for ip, port, tls in addresses:
+            self.log.info("listening on %s://%s:%d with %d listener(s)", "wss" if tls else "ws",
+                          ip, port, srv.listeners)
+        self.log.info("%d worker(s)", srv.workers)
         for name, svc in self.config.services.items():
             if not svc.standalone and svc.instances not in (1, srv.workers):
                 self.log.warning("services.%s.instances = %d: a reactive service runs one instance "
@@ -148,8 +154,10 @@ class Arbiter:
                 self._spawn(w)
             for sp in self.services:
                 self._spawn_service(sp)
-            start_listeners(self.listen_socks[0], srv.listeners, Acl(srv.acl.policy, srv.acl.exclude),
-                            self.dispatcher, self.stop_event)
+            acl = Acl(srv.acl.policy, srv.acl.exclude)
+            for n, (sock, (_, _, tls)) in enumerate(zip(self.listen_socks, addresses)):
+                start_listeners(sock, tls, srv.listeners, 1 + n * srv.listeners, acl,
+                                self.dispatcher, self.stop_event)
             self._loop(wake_r)
         except HaltServer as e:
             self.log.critical("%s", e)

@@ -66,7 +66,7 @@ class Dispatcher:
         with self.lock:
             self.sent[index] = 0
 
-    def dispatch(self, sock: socket.socket, listener_id: int) -> bool:
+    def dispatch(self, sock: socket.socket, listener_id: int, tls: bool) -> bool:
         """Pass `sock` to the least-loaded worker; False when every worker is full."""
         cfg = self.config
         with self.lock:
@@ -84,7 +84,7 @@ class Dispatcher:
                 chan = self.channels(i)
                 if chan is not None:
                     try:
-                        send_socket(chan, sock, listener_id)
+                        send_socket(chan, sock, listener_id, tls)
                         self.sent[i] += 1
                         return True
                     except (BlockingIOError, BrokenPipeError, ConnectionResetError):
@@ -95,11 +95,12 @@ class Dispatcher:
 class Listener(threading.Thread):
     """One accept loop."""
 
-    def __init__(self, listener_id: int, sock: socket.socket, acl: Acl, dispatcher: Dispatcher,
-                 stop: threading.Event) -> None:
+    def __init__(self, listener_id: int, sock: socket.socket, tls: bool, acl: Acl,
+                 dispatcher: Dispatcher, stop: threading.Event) -> None:
         super().__init__(name=f"listener-{listener_id}", daemon=True)
         self.listener_id = listener_id
         self.sock = sock
+        self.tls = tls
         self.acl = acl
         self.dispatcher = dispatcher
         self.stop = stop
@@ -121,7 +122,9 @@ class Listener(threading.Thread):
             with client:
                 if not self.acl.allows(addr[0]):
                     continue
-                if not self.dispatcher.dispatch(client, self.listener_id):
+                if not self.dispatcher.dispatch(client, self.listener_id, self.tls):
+                    if self.tls:
+                        continue   # no TLS in the master: a plain 503 would be garbage to the client
                     client.settimeout(1.0)
                     try:
                         client.sendall(busy)
@@ -129,10 +132,10 @@ class Listener(threading.Thread):
                         pass   # the client left already
 
 
-def start_listeners(sock: socket.socket, count: int, acl: Acl, dispatcher: Dispatcher,
-                    stop: threading.Event) -> list[Listener]:
-    """`count` accept loops on `sock`."""
-    threads = [Listener(i + 1, sock, acl, dispatcher, stop) for i in range(count)]
+def start_listeners(sock: socket.socket, tls: bool, count: int, first_id: int, acl: Acl,
+                    dispatcher: Dispatcher, stop: threading.Event) -> list[Listener]:
+    """`count` accept loops on `sock`, numbered from `first_id`."""
+    threads = [Listener(first_id + i, sock, tls, acl, dispatcher, stop) for i in range(count)]
     for t in threads:
         t.start()
     return threads
