@@ -30,20 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def unsupported(config: Config) -> list[str]:
-    """Config this version accepts (it is in the design) but cannot honour yet.
+def config_problems(config: Config) -> list[str]:
+    """Rules about what a service may use where, checked before anything starts.
 
-    Refusing to start beats silently serving plain ws:// to someone who asked for TLS.
+    The blocking modules would stall every connection of a worker, so they are refused for
+    reactive services instead of letting one `nap:sleep` freeze a worker.
     """
     problems = []
     for name, svc in config.services.items():
-        if svc.permessage_deflate:
-            problems.append(f"services.{name}.permessage_deflate: compression is not available in this version")
-        if "cws" in svc.preload:
-            problems.append(f"services.{name}.preload: the cws module is not available in this version")
-        if "nap" in svc.preload and not svc.standalone:
-            problems.append(f"services.{name}.preload: nap is for standalone services only "
-                            "(its sleeps would stall the worker)")
+        for blocking in ("nap", "cws"):
+            if blocking in svc.preload and not svc.standalone:
+                problems.append(f"services.{name}.preload: {blocking} is for standalone services only "
+                                "(it blocks, which would stall the worker)")
     return problems
 
 
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(path, overrides)
         if needs_tls(config.server):
             server_context(config.server.tls)   # the files load, or the start stops here
-        problems = unsupported(config)
+        problems = config_problems(config)
         if problems:
             raise ConfigError("; ".join(problems))
     except ConfigError as e:

@@ -80,9 +80,10 @@ class RawClient:
         self.sock.sendall(data)
 
     def send_frame(self, opcode: int, payload: bytes = b"", fin: bool = True,
-                   masked: bool = True, mask_key: bytes = MASK_KEY) -> None:
-        """One frame; masked unless told otherwise (an unmasked one is a protocol error)."""
-        self.sock.sendall(encode_frame(opcode, payload, fin, mask_key=mask_key if masked else None))
+                   masked: bool = True, mask_key: bytes = MASK_KEY, rsv1: bool = False) -> None:
+        """One frame; masked unless told otherwise (an unmasked one is a protocol error);
+        `rsv1` marks a permessage-deflate message."""
+        self.sock.sendall(encode_frame(opcode, payload, fin, rsv1, mask_key=mask_key if masked else None))
 
     def send_text(self, text: str) -> None:
         self.send_frame(Opcode.TEXT, text.encode("utf-8"))

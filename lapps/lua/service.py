@@ -19,6 +19,7 @@ import cbor2
 from ..config import ServiceConfig
 from ..ipc.bus import BusError
 from .modules.basic import install_murmur, install_nap, install_time
+from .modules.cws import install_cws
 from .modules.nljson import install_nljson
 from .runtime import LuaError, LuaMemoryError, Runtime, describe_lua_error, lua_type, new_runtime
 from .values import LuaValues
@@ -138,6 +139,8 @@ class ServiceInstance:
                     if mqr is None:
                         raise ServiceBootError(f"service {svc.name}: mqr is not available here")
                     g.mqr = self._mqr_module(mqr)
+                elif name == "cws":   # WebSocket client; its eventLoop() blocks (standalone services)
+                    g.cws = install_cws(self.lua, self.values)
             if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
                 g.bcast = self._bcast_module(bcast)
             self._collect = self.lua.eval(b"function() collectgarbage() collectgarbage() end")

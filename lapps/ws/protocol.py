@@ -31,6 +31,7 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
+from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import close_payload, frame_header, mask
 from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
                         find_head_end, parse_request, response_101, validate_upgrade)
@@ -61,7 +62,7 @@ class ServerProtocol:
         "state", "out", "events", "on_message", "request", "max_handshake_size", "max_headers",
         "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
         "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
-        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl",
+        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed",
     )
 
     def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100) -> None:
@@ -90,6 +91,8 @@ class ServerProtocol:
         self._parts: list[bytes] = []
         self._utf8 = None                      # incremental decoder of a multi-part text message
         self._ctrl: list[bytes] = []
+        self.deflate: Deflate | None = None    # permessage-deflate, when negotiated
+        self._compressed = False               # the message being read has RSV1 (deflate)
 
     # ------------------------------------------------------------------ input
 
@@ -153,7 +156,8 @@ class ServerProtocol:
                 # RSV frame must not wait for more
                 if not b1 & 0x80:
                     return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
-                if b0 & 0x70:
+                rsv = b0 & 0x70
+                if rsv and (rsv != 0x40 or self.deflate is None):
                     return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
                 ln = b1 & 0x7F
                 hlen = 6 if ln < 126 else (8 if ln == 126 else 14)
@@ -172,6 +176,8 @@ class ServerProtocol:
                         return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
                 opcode = b0 & 0x0F
                 fin = b0 & 0x80
+                if rsv and (opcode == 0 or opcode & 0x08):
+                    return self._fail(CloseCode.PROTOCOL_ERROR, "RSV1 on a continuation or control frame")
                 if opcode & 0x08:
                     if opcode != _CLOSE and opcode != _PING and opcode != _PONG:
                         return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
@@ -187,6 +193,7 @@ class ServerProtocol:
                         return self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
                     self._msg_opcode = opcode
                     self._msg_size = 0
+                    self._compressed = bool(rsv)
                 else:
                     return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
                 if not opcode & 0x08:
@@ -197,7 +204,7 @@ class ServerProtocol:
                 key = data[pos + hlen - 4:pos + hlen]
                 pos += hlen
                 avail = end - pos
-                if ln <= avail and fin and opcode and not opcode & 0x08:
+                if ln <= avail and fin and opcode and not opcode & 0x08 and not rsv:
                     # ---- fast path: a whole unfragmented data message is here
                     payload = mask(data[pos:pos + ln], key)
                     pos += ln
@@ -244,6 +251,14 @@ class ServerProtocol:
                 self._ctrl.clear()
                 self._control(opcode, payload)
             return
+        last = not self._remaining and self._fin
+        if self._compressed:
+            try:
+                chunk = self.deflate.decompress(chunk, self.max_message_size)
+                if last:
+                    chunk += self.deflate.end_message(self.max_message_size)
+            except DeflateError as e:
+                return self._fail(e.code, e.reason)
         if self._msg_opcode == _TEXT:
             if self._utf8 is None:
                 self._utf8 = _Utf8Decoder()
@@ -252,7 +267,7 @@ class ServerProtocol:
             except UnicodeDecodeError:
                 return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
         self._parts.append(chunk)
-        if self._remaining or not self._fin:
+        if not last:
             return
         if self._utf8 is not None:
             try:
@@ -314,16 +329,22 @@ class ServerProtocol:
     # ------------------------------------------------------------------ the handshake answer
 
     def accept(self, subprotocols: tuple[str, ...] = (), extra_headers: tuple[tuple[str, str], ...] = (),
-               max_message_size: int | None = None, auto_fragment: int = 0) -> str | None:
+               max_message_size: int | None = None, auto_fragment: int = 0,
+               permessage_deflate: bool = False) -> str | None:
         """Answer the request with 101 and start framing; return the chosen subprotocol.
 
-        Frames the client pipelined behind its request are parsed at once, so their
-        events follow on the same `events` list.
+        With `permessage_deflate`, the client's offers are negotiated (RFC 7692; an offer
+        we cannot honour is declined, never an error). Frames the client pipelined behind
+        its request are parsed at once, so their events follow on the same `events` list.
         """
         if self.state != State.UPGRADING or self.request is None:
             raise RuntimeError(f"accept() in state {self.state.name}")
         key = self._ws_key
         chosen = choose_subprotocol(self.request, subprotocols)
+        if permessage_deflate:
+            self.deflate, agreed = negotiate(self.request.get_all("sec-websocket-extensions"))
+            if agreed:
+                extra_headers = (*extra_headers, ("Sec-WebSocket-Extensions", agreed))
         if max_message_size is not None:
             self.max_message_size = max_message_size
         self.auto_fragment = auto_fragment
@@ -351,16 +372,22 @@ class ServerProtocol:
         if self.state != State.OPEN:
             return False
         n = len(payload)
+        rsv1 = False
+        if self.deflate is not None and worth_compressing(n):
+            payload = self.deflate.compress(payload)
+            n = len(payload)
+            rsv1 = True
         frag = self.auto_fragment
         out = self.out
         if not frag or n <= frag:
-            out += frame_header(opcode, n)
+            out += frame_header(opcode, n, rsv1=rsv1)
             out += payload
             return True
         view = memoryview(payload)
         for start in range(0, n, frag):
             last = start + frag >= n
-            out += frame_header(opcode if start == 0 else 0, min(frag, n - start), fin=last)
+            first = start == 0
+            out += frame_header(opcode if first else 0, min(frag, n - start), fin=last, rsv1=rsv1 and first)
             out += view[start:start + frag]
         return True
 

@@ -153,13 +153,16 @@ def _int(value: Any) -> int | None:
 class _Connection:
     """One client connection: where it goes, its socket, its protocol state, its callbacks."""
 
-    __slots__ = ("handler", "where", "addrs", "proto", "sock", "connected", "opened", "alive",
-                 "deadline", "mask", "onopen", "onmessage", "onerror", "onclose")
+    __slots__ = ("handler", "host", "port", "where", "addrs", "proto", "sock", "connected",
+                 "opened", "alive", "deadline", "mask", "onopen", "onmessage", "onerror", "onclose")
 
-    def __init__(self, handler: int, where: str, proto: ClientProtocol, callbacks: dict[bytes, Any]):
+    def __init__(self, handler: int, host: str, port: int, proto: ClientProtocol,
+                 callbacks: dict[bytes, Any]):
         self.handler = handler
-        self.where = where                      # "host:port", for messages
-        self.addrs: list[tuple[Any, ...]] | None = None   # getaddrinfo results not tried yet
+        self.host = host
+        self.port = port
+        self.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # for messages
+        self.addrs: list[tuple[Any, ...]] | None = None   # addresses not tried yet, once resolved
         self.proto = proto
         self.sock: socket.socket | None = None
         self.connected = False                  # TCP is up
@@ -220,8 +223,7 @@ class CwsClient:
             return None, f"cws:new: {e}".encode()
         handler = self._next_handler
         self._next_handler += 1
-        conn = _Connection(handler, f"{shown}:{port}", proto, found)
-        conn.addrs = [(host, port)]   # resolved when the connect starts
+        conn = _Connection(handler, host, port, proto, found)
         self._conns[handler] = conn
         self._pending.append(conn)
         return handler
@@ -338,15 +340,14 @@ class CwsClient:
 
     def _connect(self, conn: _Connection) -> None:
         """Start a non-blocking connect to the next address of `conn`."""
-        if conn.addrs and type(conn.addrs[0][0]) is str and len(conn.addrs[0]) == 2 \
-                and conn.sock is None and not isinstance(conn.addrs[0][1], tuple):
-            host, port = conn.addrs[0]
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as e:
-                return self._finish(conn, f"cannot resolve {host}: {e.strerror or e}")
-            conn.addrs = [(family, kind, proto, addr) for family, kind, proto, _, addr in infos]
+        if conn.addrs is None:
             conn.deadline = time.monotonic() + OPEN_TIMEOUT
+            try:
+                infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+            except OSError as e:
+                conn.addrs = []
+                return self._finish(conn, f"cannot resolve {conn.host}: {e.strerror or e}")
+            conn.addrs = [(family, kind, proto, addr) for family, kind, proto, _, addr in infos]
         last = "no address"
         while conn.addrs:
             family, kind, proto, addr = conn.addrs.pop(0)
