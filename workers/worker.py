@@ -265,7 +265,7 @@ class IOWorker:
         proto.on_message = self.host.dispatcher(conn, route)
         # frames pipelined behind the request reach the service inside accept()
         proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
-                     self.config.workers.auto_fragment)
+                     self.config.workers.auto_fragment, svc.permessage_deflate)
 
     def _closed(self, conn: Connection) -> None:
         """The WebSocket is over (close handshake done or failed): tell the service."""
