@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
-from .frames import close_payload, frame_header, mask
+from .frames import BadClose, close_payload, frame_header, mask, parse_close
 from .handshake import accept_key
 from .protocol import EV_CLOSED
 
@@ -368,18 +368,10 @@ class ClientProtocol:
             self.events.append((EV_PONG, payload))
         else:
             self.close_received = True
-            if len(payload) == 1:
-                return self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
-            if payload:
-                code = int.from_bytes(payload[:2], "big")
-                if not is_valid_close_code(code):
-                    return self._fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
-                try:
-                    reason = payload[2:].decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason")
-            else:
-                code, reason = CloseCode.NO_STATUS, ""
+            try:
+                code, reason = parse_close(payload)
+            except BadClose as e:
+                return self._fail(e.code, e.reason)
             if self.state == State.OPEN:
                 # echo the server's code (RFC 6455 §5.5.1); a codeless close gets a codeless reply
                 self._queue(_CLOSE, close_payload(None if code == CloseCode.NO_STATUS else code))

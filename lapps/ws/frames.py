@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import struct
 
-from .constants import Opcode
+from .constants import CloseCode, Opcode, is_valid_close_code
 
 _PACK_H = struct.Struct("!BBH").pack
 _PACK_Q = struct.Struct("!BBQ").pack
@@ -79,4 +79,32 @@ def close_payload(code: int | None, reason: str = "") -> bytes:
     return code.to_bytes(2, "big") + raw
 
 
-__all__ = ["Opcode", "frame_header", "mask", "mask_python", "encode_frame", "encode_client_frame", "close_payload"]
+class BadClose(Exception):
+    """A received close frame that breaks the rules; `code` is what to fail with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """(code, reason) of a received close frame, CloseCode.NO_STATUS for an empty one.
+
+    Raises BadClose with 1002 for a 1-byte payload or a code no endpoint may send, and
+    with 1007 for a reason that is not UTF-8 (RFC 6455 §5.5.1, §7.4).
+    """
+    if not payload:
+        return CloseCode.NO_STATUS, ""
+    if len(payload) == 1:
+        raise BadClose(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
+    code = int.from_bytes(payload[:2], "big")
+    if not is_valid_close_code(code):
+        raise BadClose(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
+    try:
+        return code, payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadClose(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason") from None
+
+
+__all__ = ["Opcode", "BadClose", "parse_close", "frame_header", "mask", "mask_python", "encode_frame", "encode_client_frame", "close_payload"]

@@ -30,9 +30,9 @@ import codecs
 from collections.abc import Callable
 from enum import IntEnum
 
-from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
+from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
-from .frames import close_payload, frame_header, mask
+from .frames import BadClose, close_payload, frame_header, mask, parse_close
 from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
                         find_head_end, parse_request, response_101, validate_upgrade)
 
@@ -292,18 +292,10 @@ class ServerProtocol:
                 self.out += payload
         elif opcode == _CLOSE:
             self.close_received = True
-            if len(payload) == 1:
-                return self._fail(CloseCode.PROTOCOL_ERROR, "close frame with a 1-byte payload")
-            if payload:
-                code = int.from_bytes(payload[:2], "big")
-                if not is_valid_close_code(code):
-                    return self._fail(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
-                try:
-                    reason = payload[2:].decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason")
-            else:
-                code, reason = CloseCode.NO_STATUS, ""
+            try:
+                code, reason = parse_close(payload)
+            except BadClose as e:
+                return self._fail(e.code, e.reason)
             if self.state == State.OPEN:
                 # echo the peer's code (RFC 6455 §5.5.1); a codeless close gets a codeless reply
                 self._send_close(None if code == CloseCode.NO_STATUS else code)
