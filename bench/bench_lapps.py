@@ -1,0 +1,1013 @@
+"""End-to-end server benchmark: echo round trips (raw vs LAppS protocol) and broadcast fan-out.
+
+The script starts the real server (`python -m lapps`) on 127.0.0.1 with its own config in a
+temporary folder, drives it from separate client processes over real sockets, stops it
+(process group: SIGTERM to the master, then SIGKILL to the group), and prints a table; the
+figures also go to `bench/results/lapps.json`.
+
+1. Echo, closed loop (the original LAppS benchmark): N connections (default 80) each send a
+   277-byte message and wait for its echo before sending the next, for D seconds (default 5)
+   after a 1 s warm-up. Raw echo (`/echo`, text frames) and LAppS-protocol echo
+   (`/lapps_echo`, a CBOR request whose param is a 277-byte string; every response is
+   decoded and checked) alternate, 3 rounds each. The load comes from K client processes
+   (default 2), each driving N/K connections with `selectors` and the project's Sans-I/O
+   `ClientProtocol`. Per round: round trips per second, the server's CPU seconds in the
+   window (master and workers, psutil), round trips per server-CPU-second, RTT p50/p99,
+   the clients' own CPU and what the rest of the machine used meanwhile (noise).
+2. Broadcast fan-out: S subscriber connections (default 10000, spread over client processes
+   of at most 2500 each) to `/fanout` on 4 workers, each subscribed to bcast channel 1000;
+   a trigger connection calls `publish`, which does one `bcast:send` (OON on cid 5). For R
+   rounds (default 5, after one warm-up publish): subscribers reached, the median and the
+   last delivery after the trigger's send (each client process stamps each arrival with
+   time.time() right after the recv; one machine, one clock), deliveries per second.
+
+Client and server share this machine's cores (2 here, shared with other work), so read the
+ratios and the medians, not single absolute figures. `--quick` is a smoke run (20 echo
+clients, 2 s, 1 round; 1000 subscribers, 1 round).
+
+    python bench/bench_lapps.py [--quick] [--clients 80] [--client-procs 2] [--seconds 5]
+                                [--rounds 3] [--subscribers 10000] [--fanout-rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Callable
+
+import cbor2
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
+
+HOST = "127.0.0.1"
+TEXT, BINARY = 1, 2
+MSG_SIZE = 277                        # bytes per echo message (the original LAppS benchmark)
+RAW_PAYLOAD = (b"LAppS-bench " * 24)[:MSG_SIZE]
+LAPPS_PARAM = RAW_PAYLOAD.decode("ascii")
+LAPPS_REQUEST = cbor2.dumps({"lapps": 1, "method": "echo", "params": [LAPPS_PARAM]})
+SUBSCRIBE_REQUEST = cbor2.dumps({"lapps": 1, "method": "subscribe"})
+FANOUT_CHANNEL_CID = 5
+MAX_PER_PROCESS = 2500                # subscriber connections per client process at most
+HANDSHAKES_IN_FLIGHT = 200            # per client process, while connecting
+RESULTS = REPO / "bench" / "results" / "lapps.json"
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+MP = mp.get_context("fork")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit (the server inherits it); the new limits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return soft, hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):
+        pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+CONFIG = """\
+# written by bench/bench_lapps.py
+[server]
+ip = "127.0.0.1"
+port = {port}
+workers = {workers}
+listeners = 2
+shutdown_timeout = 3
+services_dir = "{services_dir}"
+
+[limits]
+handshake_timeout = 30
+
+[admin]
+port = 0
+
+[services.echo]
+protocol = "raw"
+request_target = "/echo"
+
+[services.lapps_echo]
+protocol = "lapps"
+request_target = "/lapps_echo"
+
+[services.fanout]
+protocol = "lapps"
+request_target = "/fanout"
+preload = ["time"]
+"""
+
+
+def _die_with_parent() -> None:
+    """In the server's master before exec: SIGTERM it if this script dies (kill -9 included),
+    so that no server outlives its benchmark (its workers already die with the master)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class Server:
+    """One `python -m lapps` in its own session (process group) with the bench config."""
+
+    def __init__(self, root: Path, workers: int) -> None:
+        services = root / "services"
+        if not services.exists():
+            services.mkdir(parents=True)
+            shutil.copytree(REPO / "services" / "echo", services / "echo")
+            for name in ("lapps_echo", "fanout"):
+                shutil.copytree(REPO / "bench" / "services" / name, services / name)
+        self.port = free_port()
+        self.workers = workers
+        self.config = root / f"lapps-{self.port}.toml"
+        self.config.write_text(CONFIG.format(port=self.port, workers=workers, services_dir=services))
+        self.log_path = root / f"server-{self.port}.log"
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(self.port),
+                 "--workers", str(workers)],
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent)
+        self.pid = self.proc.pid
+        self.procs: list[psutil.Process] = []
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Every worker logged 'serving' and an upgrade to /echo echoes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
+            if self.log().count("INFO serving") >= self.workers:
+                try:
+                    with BlockingClient(self.port, "/echo", timeout=2) as c:
+                        if c.echo_text(b"ready?") == b"ready?":
+                            self.procs = self._processes()
+                            return
+                except (OSError, RuntimeError):
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout} s; log:\n{self.log()[-4000:]}")
+
+    def _processes(self) -> list[psutil.Process]:
+        master = psutil.Process(self.pid)
+        return [master, *master.children(recursive=True)]
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.procs[1:]]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the master and its children so far."""
+        total = 0.0
+        for p in self.procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def check_alive(self) -> None:
+        """Raise when the master or a worker we started with has gone (crash, respawn)."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
+        gone = [p.pid for p in self.procs if not p.is_running()]
+        if gone:
+            raise RuntimeError(f"server processes {gone} died during the run; log:\n{self.log()[-4000:]}")
+
+    def stop(self) -> dict[str, Any]:
+        """SIGTERM to the master, then SIGKILL to the whole process group. Returns how it
+        went: seconds to stop, whether SIGKILL was needed, the log's warnings and errors."""
+        start = time.monotonic()
+        killed = False
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                log("  server did not stop within 10 s of SIGTERM: SIGKILL")
+                killed = True
+                self.proc.kill()
+                self.proc.wait(5)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        problems = [line for line in self.log().splitlines()
+                    if " WARNING " in line or " ERROR " in line or " CRITICAL " in line or "Traceback" in line]
+        for line in problems[:5]:
+            log(f"  server log: {line[:200]}")
+        if len(problems) > 5:
+            log(f"  server log: ... {len(problems) - 5} more warning/error lines")
+        return {"stop_s": round(time.monotonic() - start, 2), "sigkill": killed, "exit_code": self.proc.returncode,
+                "log_problems": problems[:20], "log_problem_count": len(problems)}
+
+
+# ---------------------------------------------------------------------------- clients
+
+
+class BlockingClient:
+    """One connection on a blocking socket: the readiness probe and the fan-out trigger."""
+
+    def __init__(self, port: int, path: str, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.proto = ClientProtocol(f"{HOST}:{port}", path)
+        self._flush()
+        event = self._next_event()
+        if event[0] != EV_OPEN:
+            raise RuntimeError(f"upgrade to {path} failed: {event}")
+
+    def __enter__(self) -> BlockingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _flush(self) -> None:
+        if self.proto.out:
+            self.sock.sendall(self.proto.out)
+            self.proto.out.clear()
+
+    def _next_event(self) -> tuple[int, Any]:
+        proto = self.proto
+        while not proto.events:
+            data = self.sock.recv(65536)
+            if data:
+                proto.receive_data(data)
+            else:
+                proto.receive_eof()
+            self._flush()
+        return proto.events.pop(0)
+
+    def _message(self) -> bytes:
+        kind, value = self._next_event()
+        if kind not in (TEXT, BINARY):
+            raise RuntimeError(f"expected a message, got {kind:#x} {value!r}")
+        return value
+
+    def echo_text(self, payload: bytes) -> bytes:
+        self.proto.send(TEXT, payload)
+        self._flush()
+        return self._message()
+
+    def request(self, method: str, params: list[Any]) -> tuple[float, dict[str, Any]]:
+        """Send a request; (time.time() just before the send, the channel-0 response)."""
+        self.proto.send(BINARY, cbor2.dumps({"lapps": 1, "method": method, "params": params}))
+        sent = time.time()
+        self._flush()
+        while True:
+            msg = cbor2.loads(self._message())
+            if msg.get("cid") == 0:
+                return sent, msg
+
+    def close(self) -> None:
+        try:
+            if self.proto.close():
+                self._flush()
+                self.sock.settimeout(2)
+                while self.proto.state != State.CLOSED:
+                    self._next_event()
+        except (OSError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+class Conn:
+    __slots__ = ("sock", "proto", "ready", "dead", "want_write", "sent_at", "last_seq")
+
+    def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
+        self.sock = sock
+        self.proto = proto
+        self.ready = False
+        self.dead = False
+        self.want_write = True
+        self.sent_at = 0.0
+        self.last_seq = -1
+
+
+class ClientPool:
+    """Many client connections in one process on one selector (epoll).
+
+    `on_open(conn)` runs when a connection's upgrade succeeded and `on_message(conn, opcode,
+    payload)` for each message; either calls `mark_ready(conn)` when the connection is set
+    up (open, or subscribed). `now` is time.time() just after the recv that is being handled.
+    """
+
+    def __init__(self, port: int, path: str, on_open: Callable[[Conn], None],
+                 on_message: Callable[[Conn, int, bytes], None]) -> None:
+        self.port = port
+        self.path = path
+        self.on_open = on_open
+        self.on_message = on_message
+        self.sel = selectors.DefaultSelector()
+        self.conns: list[Conn] = []
+        self.ready = 0
+        self.failed = 0
+        self.errors: list[str] = []
+        self.now = 0.0
+
+    def _start_one(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        err = sock.connect_ex((HOST, self.port))
+        conn = Conn(sock, ClientProtocol(f"{HOST}:{self.port}", self.path))
+        self.conns.append(conn)
+        if err not in (0, errno.EINPROGRESS):
+            return self.fail(conn, f"connect: {os.strerror(err)}")
+        self.sel.register(sock, READ | WRITE, conn)
+
+    def mark_ready(self, conn: Conn) -> None:
+        if not conn.ready:
+            conn.ready = True
+            self.ready += 1
+
+    def fail(self, conn: Conn, why: str) -> None:
+        if conn.dead:
+            return
+        conn.dead = True
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(why)
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+
+    def flush(self, conn: Conn) -> None:
+        out = conn.proto.out
+        if out:
+            try:
+                n = conn.sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                return self.fail(conn, f"send: {e}")
+            del out[:n]
+        want = bool(out)
+        if want != conn.want_write:
+            conn.want_write = want
+            self.sel.modify(conn.sock, READ | WRITE if want else READ, conn)
+
+    def handle(self, conn: Conn, mask: int) -> None:
+        if mask & WRITE:
+            self.flush(conn)
+            if conn.dead:
+                return
+        if not mask & READ:
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            return self.fail(conn, f"recv: {e}")
+        self.now = time.time()
+        proto = conn.proto
+        if data:
+            proto.receive_data(data)
+        else:
+            proto.receive_eof()
+        events = proto.events
+        for kind, value in events:
+            if kind == TEXT or kind == BINARY:
+                self.on_message(conn, kind, value)
+            elif kind == EV_OPEN:
+                self.on_open(conn)
+            elif kind == EV_REJECTED:
+                self.fail(conn, f"upgrade rejected: HTTP {value[0]}")
+            elif kind == EV_CLOSED:
+                self.fail(conn, f"closed by the server: {value}")
+        events.clear()
+        if not conn.dead and proto.out:
+            self.flush(conn)
+
+    def poll(self, timeout: float) -> None:
+        for key, mask in self.sel.select(timeout):
+            if key.data is not None:
+                self.handle(key.data, mask)
+
+    def open(self, n: int, timeout: float) -> float:
+        """Start `n` connections (at most HANDSHAKES_IN_FLIGHT unfinished at a time) and run
+        until each is ready or failed; the seconds it took."""
+        start = time.monotonic()
+        deadline = start + timeout
+        started = 0
+        while self.ready + self.failed < n and time.monotonic() < deadline:
+            while started < n and started - self.ready - self.failed < HANDSHAKES_IN_FLIGHT:
+                self._start_one()
+                started += 1
+            self.poll(0.05)
+        for conn in self.conns:
+            if not conn.ready and not conn.dead:
+                self.fail(conn, f"not set up within {timeout} s")
+        return time.monotonic() - start
+
+    def close_all(self, timeout: float = 3.0) -> None:
+        """Closing handshake on every connection still open, then close the sockets."""
+        live = [c for c in self.conns if not c.dead]
+        for c in live:
+            if c.proto.close():
+                self.flush(c)
+        deadline = time.monotonic() + timeout
+        while any(not c.dead and c.proto.state != State.CLOSED for c in live) and time.monotonic() < deadline:
+            for key, mask in self.sel.select(0.05):
+                conn = key.data
+                if conn is None:
+                    continue
+                try:
+                    data = conn.sock.recv(65536) if mask & READ else None
+                except OSError:
+                    data = b""
+                if data:
+                    conn.proto.receive_data(data)
+                elif data is not None:
+                    conn.proto.receive_eof()
+                conn.proto.events.clear()
+                if conn.proto.state == State.CLOSED or data == b"":
+                    conn.dead = True
+                    self.sel.unregister(conn.sock)
+                    conn.sock.close()
+        for c in self.conns:
+            if not c.dead:
+                c.dead = True
+                try:
+                    self.sel.unregister(c.sock)
+                except (KeyError, ValueError):
+                    pass
+                c.sock.close()
+        self.sel.close()
+
+
+# ---------------------------------------------------------------------------- echo (client side)
+
+
+def _lapps_echo_ok(payload: bytes) -> bool:
+    try:
+        msg = cbor2.loads(payload)
+    except Exception:
+        return False
+    if type(msg) is not dict or msg.get("cid") != 0 or msg.get("status") != 1:
+        return False
+    result = msg.get("result")
+    return type(result) is list and len(result) == 1 and result[0] == LAPPS_PARAM
+
+
+def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None:
+    """A client process: open `n` connections, then the closed loop the parent schedules."""
+    pool = ClientPool(port, path, on_open=lambda c: pool.mark_ready(c), on_message=lambda c, k, v: None)
+    pool.open(n, timeout=60)
+    pipe.send(("ready", pool.ready, pool.errors))
+    cmd = pipe.recv()
+    if cmd[0] != "go":
+        pool.close_all()
+        return
+    _, t_go, t_start, t_end = cmd
+    if mode == "raw":
+        opcode, payload = TEXT, RAW_PAYLOAD
+        check: Callable[[bytes], bool] = RAW_PAYLOAD.__eq__
+    else:
+        opcode, payload = BINARY, LAPPS_REQUEST
+        check = _lapps_echo_ok
+    conns = [c for c in pool.conns if not c.dead]
+    monotonic = time.monotonic
+    rtts = array("d")
+    count = bad = 0
+    cpu_start = cpu_end = None
+    while monotonic() < t_go:
+        time.sleep(min(0.01, max(0.0, t_go - monotonic())))
+    for c in conns:
+        c.proto.send(opcode, payload)
+        c.sent_at = monotonic()
+        pool.flush(c)
+    sel = pool.sel
+    flush = pool.flush
+    while True:
+        now = monotonic()
+        if now >= t_end:
+            break
+        if cpu_start is None and now >= t_start:
+            cpu_start = time.process_time()
+        for key, mask in sel.select(t_end - now):
+            c = key.data
+            if mask & WRITE:
+                flush(c)
+                if c.dead:
+                    continue
+            if not mask & READ:
+                continue
+            try:
+                data = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                pool.fail(c, f"recv: {e}")
+                continue
+            proto = c.proto
+            if not data:
+                proto.receive_eof()
+            else:
+                proto.receive_data(data)
+            now = monotonic()
+            for kind, value in proto.events:
+                if kind == opcode:
+                    if not check(value):
+                        bad += 1
+                    if t_start <= now < t_end:
+                        count += 1
+                        rtts.append(now - c.sent_at)
+                    if now < t_end:
+                        proto.send(opcode, payload)
+                        c.sent_at = now
+                elif kind == EV_CLOSED:
+                    pool.fail(c, f"closed by the server: {value}")
+                else:
+                    bad += 1
+            proto.events.clear()
+            if proto.out and not c.dead:
+                flush(c)
+    cpu_end = time.process_time()
+    if cpu_start is None:
+        cpu_start = cpu_end
+    pipe.send(("done", {"count": count, "bad": bad, "failed": pool.failed, "errors": pool.errors,
+                        "cpu": cpu_end - cpu_start, "rtts": rtts.tobytes()}))
+    pool.close_all()
+
+
+# ---------------------------------------------------------------------------- fan-out (client side)
+
+
+def fanout_subscriber_main(port: int, n: int, pipe: Any) -> None:
+    """A subscriber process: `n` connections subscribed to the channel; then, per round,
+    every arrival's time.time(), sent to the parent when all `n` came or the deadline passed."""
+    arrivals: dict[int, array] = {}
+    stamps: dict[int, int] = {}
+    problems = {"bad": 0, "dup": 0}
+
+    def on_open(conn: Conn) -> None:
+        conn.proto.send(BINARY, SUBSCRIBE_REQUEST)
+
+    def on_message(conn: Conn, kind: int, payload: bytes) -> None:
+        now = pool.now
+        try:
+            msg = cbor2.loads(payload)
+        except Exception:
+            problems["bad"] += 1
+            return
+        cid = msg.get("cid")
+        if cid == FANOUT_CHANNEL_CID:
+            seq, stamp = msg["message"]
+            if seq == conn.last_seq:
+                problems["dup"] += 1
+                return
+            conn.last_seq = seq
+            got = arrivals.get(seq)
+            if got is None:
+                got = arrivals[seq] = array("d")
+                stamps[seq] = stamp
+            got.append(now)
+        elif cid == 0 and not conn.ready:
+            if msg.get("status") == 1:
+                pool.mark_ready(conn)
+            else:
+                pool.fail(conn, f"subscribe refused: {msg.get('error')}")
+        else:
+            problems["bad"] += 1
+
+    pool = ClientPool(port, "/fanout", on_open, on_message)
+    setup = pool.open(n, timeout=180)
+    pipe.send(("ready", pool.ready, setup, pool.errors))
+    pool.sel.register(pipe.fileno(), READ, None)
+    pending: tuple[int, float] | None = None
+    cpu_mark = time.process_time()
+    while True:
+        for key, mask in pool.sel.select(0.05):
+            if key.data is not None:
+                pool.handle(key.data, mask)
+                continue
+            cmd = pipe.recv()
+            if cmd[0] == "stop":
+                pool.sel.unregister(pipe.fileno())
+                pool.close_all()
+                pipe.send(("stopped",))
+                return
+            pending = (cmd[1], cmd[2])   # ("collect", seq, deadline)
+        if pending is not None:
+            seq, deadline = pending
+            got = arrivals.get(seq, array("d"))
+            if len(got) >= pool.ready or time.time() >= deadline:
+                cpu = time.process_time()
+                pipe.send(("arrivals", seq, got.tobytes(), stamps.get(seq), dict(problems), cpu - cpu_mark))
+                cpu_mark = cpu
+                arrivals.pop(seq, None)
+                pending = None
+
+
+# ---------------------------------------------------------------------------- the parent's side
+
+
+def split(n: int, k: int) -> list[int]:
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+def recv_or_fail(pipe: Any, timeout: float, what: str) -> Any:
+    if not pipe.poll(timeout):
+        raise RuntimeError(f"no answer from a client process within {timeout} s ({what})")
+    return pipe.recv()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[i]
+
+
+def machine_busy() -> tuple[float, float, float]:
+    """CPU seconds of the whole machine so far: (busy, interrupts (softirq + irq: loopback
+    TCP is partly processed there, outside any process), steal)."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)   # guest is inside user
+    irq = getattr(t, "softirq", 0.0) + getattr(t, "irq", 0.0)
+    return total - idle, irq, getattr(t, "steal", 0.0)
+
+
+def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: float,
+               seconds: float) -> dict[str, Any]:
+    path = "/echo" if mode == "raw" else "/lapps_echo"
+    pipes, children = [], []
+    for share in split(clients, procs):
+        mine, theirs = MP.Pipe()
+        p = MP.Process(target=echo_client_main, args=(server.port, path, mode, share, theirs), daemon=True)
+        p.start()
+        theirs.close()
+        pipes.append(mine)
+        children.append(p)
+    try:
+        opened = 0
+        for pipe in pipes:
+            _, ready, errors = recv_or_fail(pipe, 90, "connecting")
+            opened += ready
+            if errors:
+                log(f"    connection errors: {errors}")
+        if opened != clients:
+            raise RuntimeError(f"only {opened} of {clients} {mode} connections opened")
+        t_go = time.monotonic() + 0.05
+        t_start = t_go + warmup
+        t_end = t_start + seconds
+        for pipe in pipes:
+            pipe.send(("go", t_go, t_start, t_end))
+        time.sleep(max(0.0, t_start - time.monotonic()))
+        cpu0, (busy0, irq0, steal0) = server.cpu_seconds(), machine_busy()
+        w0 = time.monotonic()
+        time.sleep(max(0.0, t_end - time.monotonic()))
+        cpu1, (busy1, irq1, steal1) = server.cpu_seconds(), machine_busy()
+        window = time.monotonic() - w0
+        results = [recv_or_fail(pipe, 30, "results")[1] for pipe in pipes]
+    finally:
+        for p in children:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    count = sum(r["count"] for r in results)
+    bad = sum(r["bad"] for r in results)
+    failed = sum(r["failed"] for r in results)
+    rtts: list[float] = []
+    for r in results:
+        a = array("d")
+        a.frombytes(r["rtts"])
+        rtts.extend(a)
+    rtts.sort()
+    server_cpu = cpu1 - cpu0
+    client_cpu = sum(r["cpu"] for r in results)
+    busy = busy1 - busy0
+    out = {
+        "mode": mode, "clients": clients, "client_procs": procs, "seconds": seconds,
+        "round_trips": count, "rps": count / seconds, "bad_responses": bad, "failed_connections": failed,
+        "server_cpu_s": server_cpu, "server_cores": server_cpu / window,
+        "rps_per_server_cpu_s": count / server_cpu if server_cpu > 0 else float("nan"),
+        "client_cpu_s": client_cpu, "machine_busy_s": busy, "irq_s": irq1 - irq0, "steal_s": steal1 - steal0,
+        "other_cpu_s": max(0.0, busy - server_cpu - client_cpu - (irq1 - irq0)),
+        "rtt_p50_ms": percentile(rtts, 0.5) * 1e3, "rtt_p99_ms": percentile(rtts, 0.99) * 1e3,
+    }
+    if bad or failed:
+        errors = [e for r in results for e in r["errors"]]
+        log(f"    WARNING: {bad} bad responses, {failed} failed connections {errors[:3]}")
+    return out
+
+
+def run_echo(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    log(f"== echo: {args.clients} clients x {MSG_SIZE} B, closed loop, {args.client_procs} client processes, "
+        f"{args.workers} server workers, {args.rounds} rounds each, {args.warmup:g} s warm-up + "
+        f"{args.seconds:g} s")
+    server = Server(root, args.workers)
+    rounds: dict[str, list[dict[str, Any]]] = {"raw": [], "lapps": []}
+    try:
+        server.wait_ready()
+        for i in range(args.rounds):
+            for mode in ("raw", "lapps"):
+                r = echo_round(server, mode, args.clients, args.client_procs, args.warmup, args.seconds)
+                server.check_alive()
+                rounds[mode].append(r)
+                log(f"  round {i + 1} {mode:5}: {r['rps']:9,.0f} round trips/s  server CPU {r['server_cpu_s']:5.2f} s "
+                    f"({r['rps_per_server_cpu_s']:7,.0f}/CPU-s)  clients {r['client_cpu_s']:5.2f} s  "
+                    f"irq {r['irq_s']:4.2f} s  other {r['other_cpu_s']:4.2f} s  RTT p50 {r['rtt_p50_ms']:.2f} ms p99 {r['rtt_p99_ms']:.2f} ms")
+    finally:
+        stopped = server.stop()
+    summary: dict[str, Any] = {"rounds": rounds, "server_stop": stopped}
+    for mode in ("raw", "lapps"):
+        rs = rounds[mode]
+        summary[mode] = {key: statistics.median(r[key] for r in rs) for key in
+                         ("rps", "server_cpu_s", "server_cores", "rps_per_server_cpu_s", "client_cpu_s",
+                          "irq_s", "other_cpu_s", "machine_busy_s", "rtt_p50_ms", "rtt_p99_ms")}
+        summary[mode]["bad_responses"] = sum(r["bad_responses"] for r in rs)
+        summary[mode]["failed_connections"] = sum(r["failed_connections"] for r in rs)
+    pairs = list(zip(rounds["raw"], rounds["lapps"]))
+    summary["ratio_rps"] = statistics.median(b["rps"] / a["rps"] for a, b in pairs)
+    summary["ratio_rps_per_cpu"] = statistics.median(
+        b["rps_per_server_cpu_s"] / a["rps_per_server_cpu_s"] for a, b in pairs)
+    return summary
+
+
+def worker_spread(server: Server) -> list[int]:
+    """Established client connections each worker holds (its share of the subscribers)."""
+    counts = []
+    for pid in server.worker_pids():
+        try:
+            counts.append(sum(1 for c in psutil.Process(pid).net_connections(kind="tcp")
+                              if c.raddr and c.status == psutil.CONN_ESTABLISHED))
+        except psutil.Error:
+            counts.append(-1)
+    return counts
+
+
+def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    s = args.subscribers
+    nprocs = args.sub_procs or max(1, math.ceil(s / MAX_PER_PROCESS))
+    nprocs = max(nprocs, math.ceil(s / MAX_PER_PROCESS))
+    log(f"== fan-out: {s} subscribers in {nprocs} client processes, {args.fanout_workers} server workers, "
+        f"{args.fanout_rounds} rounds (+1 warm-up)")
+    server = Server(root, args.fanout_workers)
+    pipes, children = [], []
+    result: dict[str, Any] = {"subscribers": s, "client_procs": nprocs, "workers": args.fanout_workers}
+    try:
+        server.wait_ready()
+        t_setup = time.monotonic()
+        for share in split(s, nprocs):
+            mine, theirs = MP.Pipe()
+            p = MP.Process(target=fanout_subscriber_main, args=(server.port, share, theirs), daemon=True)
+            p.start()
+            theirs.close()
+            pipes.append(mine)
+            children.append(p)
+        subscribed = 0
+        for pipe in pipes:
+            _, ready, _setup, errors = recv_or_fail(pipe, 240, "subscribing")
+            subscribed += ready
+            if errors:
+                log(f"  subscriber errors: {errors}")
+        setup = time.monotonic() - t_setup
+        server.check_alive()
+        spread = worker_spread(server)
+        result.update(subscribed=subscribed, setup_s=setup, setup_per_s=subscribed / setup,
+                      per_worker=spread)
+        log(f"  {subscribed} of {s} subscribed in {setup:.1f} s ({subscribed / setup:,.0f} connect+subscribe/s); "
+            f"per worker {spread}")
+        rounds = []
+        with BlockingClient(server.port, "/fanout") as trigger:
+            for seq in range(args.fanout_rounds + 1):
+                time.sleep(0.5)
+                cpu0 = server.cpu_seconds()
+                t0, reply = trigger.request("publish", [seq])
+                if reply.get("status") != 1:
+                    raise RuntimeError(f"publish refused: {reply}")
+                t_reply = time.time()
+                deadline = t0 + args.fanout_timeout
+                for pipe in pipes:
+                    pipe.send(("collect", seq, deadline))
+                lat: list[float] = []
+                stamp = None
+                problems = {"bad": 0, "dup": 0}
+                client_cpu = 0.0
+                for pipe in pipes:
+                    _, got_seq, raw, st, prob, ccpu = recv_or_fail(pipe, args.fanout_timeout + 30, "arrivals")
+                    client_cpu += ccpu
+                    a = array("d")
+                    a.frombytes(raw)
+                    lat.extend(x - t0 for x in a)
+                    stamp = st if st is not None else stamp
+                    for k in problems:
+                        problems[k] += prob[k]
+                cpu = server.cpu_seconds() - cpu0
+                lat.sort()
+                reached = len(lat)
+                last = lat[-1] if lat else float("nan")
+                r = {"seq": seq, "reached": reached, "p50_ms": percentile(lat, 0.5) * 1e3,
+                     "p99_ms": percentile(lat, 0.99) * 1e3, "max_ms": last * 1e3,
+                     "first_ms": lat[0] * 1e3 if lat else float("nan"),
+                     "deliveries_per_s": reached / last if lat else 0.0,
+                     "reply_ms": (t_reply - t0) * 1e3,
+                     "publish_stamp_ms": (stamp - t0 * 1e3) if stamp is not None else None,
+                     "server_cpu_s": cpu, "client_cpu_s": client_cpu, "problems": problems}
+                tag = "warm-up" if seq == 0 else f"round {seq}"
+                log(f"  {tag:8}: reached {reached}/{subscribed}  first {r['first_ms']:.1f} ms  "
+                    f"p50 {r['p50_ms']:.1f} ms  p99 {r['p99_ms']:.1f} ms  last {r['max_ms']:.1f} ms  "
+                    f"{r['deliveries_per_s']:,.0f} deliveries/s  CPU server {cpu:.2f} s clients {client_cpu:.2f} s"
+                    + (f"  problems {problems}" if any(problems.values()) else ""))
+                if seq:
+                    rounds.append(r)
+                server.check_alive()
+        for pipe in pipes:
+            pipe.send(("stop",))
+        for pipe in pipes:
+            recv_or_fail(pipe, 30, "closing")
+    finally:
+        for p in children:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        result["server_stop"] = server.stop()
+    result["rounds"] = rounds
+    result["all_reached"] = all(r["reached"] == s for r in rounds)
+    for key in ("p50_ms", "p99_ms", "max_ms", "deliveries_per_s", "reply_ms", "server_cpu_s", "client_cpu_s"):
+        result[key] = statistics.median(r[key] for r in rounds)
+    result["reached_min"] = min(r["reached"] for r in rounds)
+    return result
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def per_round(fan: dict[str, Any], key: str, fmt: str) -> str:
+    return ", ".join(fmt.format(r[key]) for r in fan["rounds"])
+
+
+def table(meta: dict[str, Any], echo: dict[str, Any] | None, fan: dict[str, Any] | None) -> str:
+    lines = [f"LAppS end to end, {meta['cpus']} cores shared by the server, the Python load generator and "
+             f"whatever else runs here (medians of alternating rounds)", ""]
+    if echo:
+        raw, lap = echo["raw"], echo["lapps"]
+        lines += [
+            f"Echo, closed loop: {meta['clients']} clients x {MSG_SIZE} B, {meta['client_procs']} client processes, "
+            f"{meta['workers']} workers, {meta['rounds']} x {meta['seconds']:g} s per case",
+            "",
+            "| case | round trips/s | server CPU (cores) | round trips / server CPU-s | RTT p50 | RTT p99 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in (("raw echo (text)", raw), ("LAppS echo (CBOR)", lap)):
+            lines.append(f"| {name} | {r['rps']:,.0f} | {r['server_cores']:.2f} | {r['rps_per_server_cpu_s']:,.0f} | "
+                         f"{r['rtt_p50_ms']:.2f} ms | {r['rtt_p99_ms']:.2f} ms |")
+        lines.append(f"| LAppS / raw | {echo['ratio_rps']:.2f}x | | {echo['ratio_rps_per_cpu']:.2f}x | | |")
+        d = meta["seconds"]
+        lines += ["", f"In the window (cores busy, raw / LAppS): server {raw['server_cores']:.2f} / {lap['server_cores']:.2f}, "
+                      f"client processes {raw['client_cpu_s'] / d:.2f} / {lap['client_cpu_s'] / d:.2f}, "
+                      f"kernel softirq {raw['irq_s'] / d:.2f} / {lap['irq_s'] / d:.2f}, "
+                      f"everything else on the machine {raw['other_cpu_s'] / d:.2f} / {lap['other_cpu_s'] / d:.2f}, "
+                      f"of {meta['cpus']}."]
+        if raw["bad_responses"] or lap["bad_responses"] or raw["failed_connections"] or lap["failed_connections"]:
+            lines.append(f"WARNING: bad responses raw {raw['bad_responses']} LAppS {lap['bad_responses']}, "
+                         f"failed connections raw {raw['failed_connections']} LAppS {lap['failed_connections']}")
+        lines.append("")
+    if fan:
+        lines += [
+            f"Broadcast fan-out: {fan['subscribers']} subscribers ({fan['client_procs']} client processes), "
+            f"{fan['workers']} workers, one bcast:send per round, {len(fan['rounds'])} rounds",
+            "",
+            "| figure | median | per round |",
+            "|---|---|---|",
+            f"| subscribers reached | min {fan['reached_min']} of {fan['subscribers']} | "
+            f"{per_round(fan, 'reached', '{}')} |",
+            f"| p50 delivery latency | {fan['p50_ms']:.1f} ms | {per_round(fan, 'p50_ms', '{:.0f} ms')} |",
+            f"| last delivery (max) | {fan['max_ms']:.1f} ms | {per_round(fan, 'max_ms', '{:.0f} ms')} |",
+            f"| deliveries / s | {fan['deliveries_per_s']:,.0f} | {per_round(fan, 'deliveries_per_s', '{:,.0f}')} |",
+            f"| publish reply to the trigger | {fan['reply_ms']:.1f} ms | |",
+            f"| CPU per round: server / subscriber processes | {fan['server_cpu_s']:.2f} s / {fan['client_cpu_s']:.2f} s | |",
+            "",
+            f"Connect + upgrade + subscribe of {fan['subscribed']}: {fan['setup_s']:.1f} s "
+            f"({fan['setup_per_s']:,.0f}/s); connections per worker {fan['per_worker']}.",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 20 clients, 2 s, 1 round; 1000 subscribers, 1 round")
+    ap.add_argument("--clients", type=int, help="echo connections (default 80; quick 20)")
+    ap.add_argument("--client-procs", type=int, default=2, help="echo client processes (default 2)")
+    ap.add_argument("--seconds", type=float, help="measured seconds per echo round (default 5; quick 2)")
+    ap.add_argument("--warmup", type=float, help="warm-up seconds before each echo round (default 1; quick 0.5)")
+    ap.add_argument("--rounds", type=int, help="echo rounds per case, alternating (default 3; quick 1)")
+    ap.add_argument("--workers", type=int, default=2, help="server workers for the echo (default 2)")
+    ap.add_argument("--subscribers", type=int, help="fan-out subscribers (default 10000; quick 1000)")
+    ap.add_argument("--sub-procs", type=int, default=0,
+                    help=f"subscriber client processes (default: enough for {MAX_PER_PROCESS} each, at least 4)")
+    ap.add_argument("--fanout-workers", type=int, default=4, help="server workers for the fan-out (default 4)")
+    ap.add_argument("--fanout-rounds", type=int, help="fan-out rounds after one warm-up (default 5; quick 1)")
+    ap.add_argument("--fanout-timeout", type=float, default=30.0, help="seconds a round waits for every subscriber")
+    ap.add_argument("--skip-echo", action="store_true")
+    ap.add_argument("--skip-fanout", action="store_true")
+    ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
+    args = ap.parse_args(argv)
+    q = args.quick
+    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
+    args.clients = pick(args.clients, 80, 20)
+    args.seconds = pick(args.seconds, 5.0, 2.0)
+    args.warmup = pick(args.warmup, 1.0, 0.5)
+    args.rounds = pick(args.rounds, 3, 1)
+    args.subscribers = pick(args.subscribers, 10000, 1000)
+    args.fanout_rounds = pick(args.fanout_rounds, 5, 1)
+    if not args.sub_procs:
+        args.sub_procs = max(2 if q else 4, math.ceil(args.subscribers / MAX_PER_PROCESS))
+    if args.client_procs < 1 or args.clients < args.client_procs:
+        ap.error("--clients must be at least --client-procs, which must be at least 1")
+
+    soft, hard = raise_nofile()
+    per_proc = math.ceil(args.subscribers / args.sub_procs)
+    if not args.skip_fanout and per_proc + 64 > soft:
+        ap.error(f"{per_proc} connections per subscriber process is over `ulimit -n` ({soft}): raise --sub-procs")
+    if not args.skip_fanout and args.subscribers / args.fanout_workers + 64 > soft:
+        ap.error(f"{args.subscribers} subscribers over {args.fanout_workers} workers is over `ulimit -n` ({soft})")
+    cpus = os.cpu_count() or 1
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "host": platform.node(), "cpus": cpus,
+        "python": platform.python_version(), "machine": platform.machine(), "load_avg_before": os.getloadavg(),
+        "nofile": [soft, hard], "quick": q, "clients": args.clients, "client_procs": args.client_procs,
+        "seconds": args.seconds, "warmup": args.warmup, "rounds": args.rounds, "workers": args.workers,
+        "message_bytes": MSG_SIZE, "subscribers": args.subscribers, "sub_procs": args.sub_procs,
+        "fanout_workers": args.fanout_workers, "fanout_rounds": args.fanout_rounds,
+    }
+    try:
+        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                        text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    log(f"LAppS bench: {cpus} cores (client and server processes share them), load average "
+        f"{meta['load_avg_before'][0]:.2f}, ulimit -n {soft}{' [quick]' if q else ''}")
+    echo = fan = None
+    root = Path(tempfile.mkdtemp(prefix="lapps-bench-"))
+    ok = False
+    try:
+        if not args.skip_echo:
+            echo = run_echo(root, args)
+        if not args.skip_fanout:
+            fan = run_fanout(root, args)
+        ok = True
+    finally:
+        if ok:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"server logs kept in {root}", file=sys.stderr)
+    report = table(meta, echo, fan)
+    print()
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"meta": meta, "echo": echo, "fanout": fan, "table": report}, indent=2) + "\n")
+    log(f"\nresults: {args.output}")
+    return 0 if (fan is None or fan["all_reached"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
