@@ -90,6 +90,7 @@ class LimitsConfig:
     close_timeout: float
     max_outbound_buffer: int
     max_connections_per_ip: int
+    max_messages_per_second: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class ServiceConfig:
     allow_exec: bool = False
     max_memory: int = 67108864
     instruction_budget: int = 100_000_000
+    slow_consumer: str = "close"
     directory: str
     script: str
 
@@ -343,6 +345,7 @@ _LIMITS = _Section(LimitsConfig, {
     "close_timeout": _Field(5, _number()),
     "max_outbound_buffer": _Field(4194304, _integer(1)),
     "max_connections_per_ip": _Field(0, _integer(0)),
+    "max_messages_per_second": _Field(0, _number()),   # per connection; 0 = no limit
 })
 _WORKERS = _Section(WorkersConfig, {
     "max_poll_events": _Field(512, _integer(1)),
@@ -382,6 +385,7 @@ _SERVICE = _Section(ServiceConfig, {
     "allow_exec": _Field(False, _boolean),
     "max_memory": _Field(67108864, _integer(0)),            # bytes per Lua state; 0 = no cap
     "instruction_budget": _Field(100_000_000, _integer(0)),  # VM instructions per call; 0 = none
+    "slow_consumer": _Field("close", _choice("close", "drop")),  # outbound buffer full: 1008, or drop broadcasts
 })
 _SERVICE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # a folder, a file and a Lua module name
 

@@ -17,7 +17,8 @@ class Connection:
 
     __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
                  "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors",
-                 "tls", "tls_pending")
+                 "tls", "tls_pending", "mask", "paused", "last_read", "last_message", "seen",
+                 "ping_sent", "ping_every", "tokens", "tokens_at")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
         self.sock = sock
@@ -35,3 +36,12 @@ class Connection:
         self.lapps_errors = 0             # bad LAppS messages so far (lapps_max_errors)
         self.tls = False                  # an SSLSocket (wss://)
         self.tls_pending = False          # its TLS handshake is not done yet
+        self.mask = 0                     # the epoll events it is registered for
+        self.paused = False               # reading stopped: its outbound buffer is over high water
+        self.last_read = 0.0              # loop time of the last bytes read (keepalive)
+        self.last_message = 0.0           # loop time the sweep last saw a new message (idle)
+        self.seen = 0                     # proto.messages at that sweep
+        self.ping_sent = 0.0              # loop time of the ping awaiting an answer, 0: none
+        self.ping_every = 0.0             # its ping interval, jittered so pings do not bunch
+        self.tokens = 0.0                 # message-rate bucket (max_messages_per_second)
+        self.tokens_at = 0.0

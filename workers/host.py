@@ -51,6 +51,8 @@ class Loop(Protocol):
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None: ...
     def unwatch(self, fd: int) -> None: ...
     def close_connection(self, conn: Connection, code: int, reason: str) -> None: ...
+    def make_room(self, conn: Connection) -> bool: ...
+    now: float
 
 
 class ServiceHost:
@@ -63,6 +65,8 @@ class ServiceHost:
         self.bus = Broadcast(master_pid, config.server.workers, worker_node(index))
         self.mqr = MqrClient(master_pid)
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
+        self.max_outbound = config.limits.max_outbound_buffer
+        self.rate = config.limits.max_messages_per_second
         self.routes: dict[str, Route] = {}
 
     def load(self) -> None:
@@ -87,7 +91,26 @@ class ServiceHost:
     # ------------------------------------------------------------------ dispatch
 
     def dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
-        """The connection's message callback; everything it needs is bound here, once."""
+        """The connection's message callback; with a message rate limit, behind a bucket."""
+        dispatch = self._dispatcher(conn, route)
+        if not self.rate:
+            return dispatch
+        rate, loop = self.rate, self.loop
+        conn.tokens, conn.tokens_at = max(rate, 1.0), loop.now
+
+        def limited(opcode: int, payload: bytes) -> None:
+            now = loop.now
+            tokens = min(max(rate, 1.0), conn.tokens + (now - conn.tokens_at) * rate)
+            conn.tokens_at = now
+            if tokens < 1.0:
+                return loop.close_connection(conn, CloseCode.POLICY_VIOLATION,
+                                             f"over {rate:g} messages per second")
+            conn.tokens = tokens - 1.0
+            dispatch(opcode, payload)
+        return limited
+
+    def _dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
+        """The message callback proper; everything it needs is bound here, once."""
         on_message = route.instance.on_message
         handler = conn.handler
         slot = self.loop.slot
@@ -174,6 +197,8 @@ class ServiceHost:
                 return False, b"text message is not valid UTF-8"
         elif opcode != _BINARY:
             return False, b"opcode must be 1 (text) or 2 (binary)"
+        if len(conn.proto.out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+            return False, b"outbound buffer full"
         if not conn.proto.send(opcode, data):
             return False, b"connection is closing"
         self.loop.slot.messages_out += 1
@@ -191,7 +216,10 @@ class ServiceHost:
             validate_outgoing(message)
         except ValueError as e:
             return False, str(e).encode()
-        if not conn.proto.send(_BINARY, encode(message)):
+        data = encode(message)
+        if len(conn.proto.out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+            return False, b"outbound buffer full"
+        if not conn.proto.send(_BINARY, data):
             return False, b"connection is closing"
         self.loop.slot.messages_out += 1
         self.loop.mark_dirty(conn)
@@ -271,9 +299,14 @@ class ServiceHost:
             if not subs:
                 continue
             frame = frame_header(_BINARY, len(payload)) + payload
+            limit = self.max_outbound - len(frame)
             for handler in subs:
                 conn = by_handler.get(handler)
-                if conn is not None and conn.proto.send_frame(frame):
+                if conn is None:
+                    continue
+                if len(conn.proto.out) > limit and not self.loop.make_room(conn):
+                    continue   # a slow subscriber misses it ("drop") or is being closed ("close")
+                if conn.proto.send_frame(frame):
                     slot.messages_out += 1
                     mark_dirty(conn)
         if gone:

@@ -8,6 +8,7 @@ messages to the Lua service → send what the protocol queued. Everything slow o
 from __future__ import annotations
 
 import heapq
+import random
 import logging
 import os
 import select
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from lapps.config import Config
-from lapps.ipc.channel import receive_sockets
+from lapps.ipc.channel import receive_sockets, report_closed
 from lapps.ipc.slots import SlotWriter, WorkerState
 from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
@@ -31,6 +32,8 @@ _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 # timer kinds: what to check about a connection when its deadline passes
 _T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
+_SWEEP_EVERY = 1.0       # seconds between keepalive/idle sweeps
+_REPORT_BATCH = 2000     # ended connections per report to the master
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
 
 
@@ -65,6 +68,14 @@ class IOWorker:
         self.handler_seq = 0
         self.stopping = False
         self.stop_deadline = 0.0
+        self.now = time.monotonic()                     # the loop turn's clock
+        self.next_sweep = 0.0
+        self.high_water = lim.max_outbound_buffer // 2  # stop reading from a peer this far behind
+        self.ping_interval = lim.ping_interval
+        self.ping_timeout = lim.ping_timeout
+        self.idle_timeout = lim.idle_timeout
+        self.per_ip_cap = lim.max_connections_per_ip
+        self.ended_peers: list[str] = []                # to report to the master (per-IP cap)
 
     # ------------------------------------------------------------------ boot
 
@@ -115,9 +126,14 @@ class IOWorker:
                 conn = dirty.pop()
                 conn.dirty = False
                 flush(conn)
-            now = time.monotonic()
+            self.now = now = time.monotonic()
             if self.timers and self.timers[0][0] <= now:
                 self._run_timers(now)
+            if now >= self.next_sweep:
+                self.next_sweep = now + _SWEEP_EVERY
+                self._sweep(now)
+            if self.ended_peers:
+                self._report_ended()
             if self.stopping and (not conns or now >= self.stop_deadline):
                 return self._finish_stop()
             self.slot.publish(now)
@@ -135,6 +151,7 @@ class IOWorker:
             return self._eof(conn)
         if conn.lingering:
             return
+        conn.last_read = self.now
         slot = self.slot
         slot.bytes_in += n
         proto = conn.proto
@@ -169,14 +186,20 @@ class IOWorker:
             self.slot.bytes_out += n
             del out[:n]
             if out:
+                # the peer reads slower than we write: wait for EPOLLOUT, and past the high
+                # water mark stop reading from it, so it cannot make us buffer more replies
                 self.slot.backlog += len(out) - conn.backlog
                 conn.backlog = len(out)
-                self._want_write(conn, True)
+                conn.want_write = True
+                if len(out) > self.high_water:
+                    conn.paused = True
+                self._set_interest(conn)
                 return
             if conn.want_write:
                 self.slot.backlog -= conn.backlog
                 conn.backlog = 0
-                self._want_write(conn, False)
+                conn.want_write = conn.paused = False
+                self._set_interest(conn)
         if conn.proto.state == State.CLOSED and not conn.lingering:
             self._linger(conn)
 
@@ -195,26 +218,29 @@ class IOWorker:
             if master_gone:
                 self.log.warning("the master is gone; stopping")
                 return self._begin_stop()
-            for sock, tls in socks:
+            for sock, tls, peer in socks:
                 self.slot.taken += 1
                 if self.stopping:
                     sock.close()
+                    self._ended(peer)
                 else:
-                    self._adopt(sock, tls)
+                    self._adopt(sock, tls, peer)
 
-    def _adopt(self, sock: socket.socket, tls: bool) -> None:
+    def _adopt(self, sock: socket.socket, tls: bool, peer: str) -> None:
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = sock.getpeername()[0]
             if tls:
                 sock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         except OSError:
             sock.close()     # reset by the peer between accept and now
+            self._ended(peer)
             return
         conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers))
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
+        conn.mask = _IN
+        conn.last_read = self.now
         self.ep.register(conn.fd, _IN)
         self.slot.connections += 1
         self.slot.handshakes += 1
@@ -240,9 +266,15 @@ class IOWorker:
         self._read(conn)   # the client may have sent its upgrade request already
 
     def _want_write(self, conn: Connection, want: bool) -> None:
-        if conn.want_write != want:
-            conn.want_write = want
-            self.ep.modify(conn.fd, _IN | _OUT if want else _IN)
+        conn.want_write = want
+        self._set_interest(conn)
+
+    def _set_interest(self, conn: Connection) -> None:
+        """Register for what the connection waits on: input unless paused, output if behind."""
+        mask = (0 if conn.paused else _IN) | (_OUT if conn.want_write else 0)
+        if mask != conn.mask:
+            conn.mask = mask
+            self.ep.modify(conn.fd, mask)
 
     def _route(self, conn: Connection, req) -> None:
         """Mount an upgrade request on its service, or answer it with an HTTP error."""
@@ -306,6 +338,7 @@ class IOWorker:
         if self.conns.pop(conn.fd, None) is None:
             return
         conn.proto.on_message = None      # break the conn → proto → callback → conn cycle
+        self._ended(conn.peer)
         if conn.proto.state < State.OPEN:
             self.slot.handshakes -= 1
         self.slot.connections -= 1
@@ -326,17 +359,74 @@ class IOWorker:
         if self.aux.pop(fd, None) is not None:
             self.ep.unregister(fd)
 
+    def _ended(self, peer: str) -> None:
+        """A connection the master counted for max_connections_per_ip is gone."""
+        if self.per_ip_cap:
+            self.ended_peers.append(peer)
+
+    def _report_ended(self) -> None:
+        if report_closed(self.channel, self.ended_peers[:_REPORT_BATCH]):
+            del self.ended_peers[:_REPORT_BATCH]
+
     def mark_dirty(self, conn: Connection) -> None:
         """`conn` has bytes to send: flush it at the end of this loop turn."""
         if not conn.dirty:
             conn.dirty = True
             self.dirty.append(conn)
 
+    def make_room(self, conn: Connection) -> bool:
+        """`conn`'s outbound buffer would pass max_outbound_buffer: apply its service's
+        `slow_consumer` policy. Returns False: the message is not queued ("drop" keeps the
+        connection, "close" ends it with 1008; either way memory stays bounded)."""
+        self.slot.dropped += 1
+        if conn.service.config.slow_consumer == "close":
+            self.log.info("closing %s (handler %d): its outbound buffer is full", conn.peer, conn.handler)
+            self.close_connection(conn, CloseCode.POLICY_VIOLATION, "outbound buffer full: reading too slowly")
+        return False
+
     def close_connection(self, conn: Connection, code: int, reason: str) -> None:
         """Start the closing handshake; the peer gets `close_timeout` to answer."""
         if conn.proto.close(code, reason):
             self._timer(self.close_timeout or 1.0, _T_CLOSE, conn)
             self.mark_dirty(conn)
+
+    # ------------------------------------------------------------------ keepalive
+
+    def _sweep(self, now: float) -> None:
+        """Once a second: pings, dead peers and idle connections (DESIGN §2 [limits]).
+
+        One pass over the connections instead of a timer per connection: liveness costs
+        the hot path only the `last_read` store in `_read`.
+        """
+        interval, timeout, idle = self.ping_interval, self.ping_timeout, self.idle_timeout
+        for conn in list(self.conns.values()):
+            proto = conn.proto
+            if proto.state != State.OPEN:
+                continue
+            if conn.ping_sent:
+                # reads are stamped with the clock of the turn before them, so a read after
+                # the sweep that sent the ping carries at least that sweep's time
+                if conn.last_read >= conn.ping_sent:
+                    conn.ping_sent = 0.0                     # answered (any bytes count)
+                elif timeout and now - conn.ping_sent > timeout:
+                    self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
+                    self._drop(conn)
+                    continue
+            if interval and not conn.ping_sent:
+                if not conn.ping_every:
+                    conn.ping_every = interval * random.uniform(0.8, 1.2)
+                if now - conn.last_read > conn.ping_every and proto.ping():
+                    conn.ping_sent = now
+                    self.mark_dirty(conn)
+            if idle:
+                if proto.messages != conn.seen or not conn.last_message:
+                    conn.seen, conn.last_message = proto.messages, now
+                elif now - conn.last_message > idle:
+                    self.close_connection(conn, CloseCode.GOING_AWAY, "idle timeout")
+        while self.dirty:
+            conn = self.dirty.pop()
+            conn.dirty = False
+            self._flush(conn)
 
     # ------------------------------------------------------------------ timers
 

@@ -14,7 +14,8 @@ import struct
 # halts the server on it instead of respawning forever (gunicorn's WORKER_BOOT_ERROR).
 EXIT_BOOT_FAILURE = 78
 
-_HEADER = struct.Struct("!HB")   # listener id, TLS flag (room for wss:// listeners)
+_HEADER = struct.Struct("!HB")   # listener id, TLS flag; the peer's address follows
+_CLOSED = b"C"                     # worker -> master: connections from these addresses ended
 
 
 def make_channel() -> tuple[socket.socket, socket.socket]:
@@ -25,19 +26,44 @@ def make_channel() -> tuple[socket.socket, socket.socket]:
     return master_end, worker_end
 
 
-def send_socket(channel: socket.socket, sock: socket.socket, listener_id: int, tls: bool = False) -> None:
+def send_socket(channel: socket.socket, sock: socket.socket, listener_id: int, tls: bool, peer: str) -> None:
     """Pass `sock` to the worker; raises BlockingIOError when the channel is full."""
-    socket.send_fds(channel, [_HEADER.pack(listener_id, tls)], [sock.fileno()])
+    socket.send_fds(channel, [_HEADER.pack(listener_id, tls) + peer.encode()], [sock.fileno()])
 
 
-def receive_sockets(channel: socket.socket) -> tuple[list[tuple[socket.socket, bool]], bool]:
-    """The socket waiting on the worker's end with its TLS flag, and whether the master has
-    gone (EOF). One packet per call: each carries one descriptor and its own header.
+def receive_sockets(channel: socket.socket) -> tuple[list[tuple[socket.socket, bool, str]], bool]:
+    """The socket waiting on the worker's end with its TLS flag and peer address, and
+    whether the master has gone (EOF). One packet per call: each carries one descriptor
+    and its own header.
 
     Raises BlockingIOError when nothing is waiting.
     """
-    msg, fds, _flags, _addr = socket.recv_fds(channel, _HEADER.size, 4)
+    msg, fds, _flags, _addr = socket.recv_fds(channel, 256, 4)
     if not msg and not fds:
         return [], True
-    tls = len(msg) == _HEADER.size and bool(_HEADER.unpack(msg)[1])
-    return [(socket.socket(fileno=fd), tls) for fd in fds], False
+    tls = len(msg) >= _HEADER.size and bool(_HEADER.unpack_from(msg)[1])
+    peer = msg[_HEADER.size:].decode("ascii", "replace")
+    return [(socket.socket(fileno=fd), tls, peer) for fd in fds], False
+
+
+def report_closed(channel: socket.socket, peers: list[str]) -> bool:
+    """Tell the master these connections ended (for max_connections_per_ip); False when
+    the channel is full and the report must be tried again later."""
+    try:
+        channel.send(_CLOSED + "\n".join(peers).encode())
+        return True
+    except BlockingIOError:
+        return False
+
+
+def read_closed(channel: socket.socket) -> list[str] | None:
+    """Addresses whose connections ended, from one report; None at EOF (the worker exited).
+
+    Raises BlockingIOError when nothing is waiting.
+    """
+    data = channel.recv(65536)
+    if not data:
+        return None
+    if data[:1] != _CLOSED:
+        return []
+    return data[1:].decode("ascii", "replace").split("\n") if len(data) > 1 else []

@@ -25,8 +25,8 @@ class WorkerState(IntEnum):
 
 # pid, state, heartbeat (CLOCK_MONOTONIC, system-wide on Linux), connections,
 # handshakes in progress, connections taken from the channel, messages in/out,
-# bytes in/out, outbound backlog bytes, Lua errors
-_LAYOUT = struct.Struct("=qqdqqqqqqqqq")
+# bytes in/out, outbound backlog bytes, Lua errors, messages dropped for slow consumers
+_LAYOUT = struct.Struct("=qqdqqqqqqqqqq")
 SLOT_SIZE = 128
 assert _LAYOUT.size <= SLOT_SIZE
 
@@ -47,6 +47,7 @@ class SlotView:
     bytes_out: int
     backlog: int
     lua_errors: int
+    dropped: int
 
 
 class SlotBlock:
@@ -65,7 +66,7 @@ class SlotBlock:
 
     def reset(self, index: int, pid: int = 0, state: WorkerState = WorkerState.EMPTY) -> None:
         """Clear a slot for a new process (the master does this before it forks one)."""
-        _LAYOUT.pack_into(self.mem, index * SLOT_SIZE, pid, state, 0.0, *([0] * 9))
+        _LAYOUT.pack_into(self.mem, index * SLOT_SIZE, pid, state, 0.0, *([0] * 10))
 
     def writer(self, index: int) -> "SlotWriter":
         return SlotWriter(self.mem, index * SLOT_SIZE)
@@ -80,7 +81,8 @@ class SlotWriter:
     """
 
     __slots__ = ("_mem", "_offset", "pid", "state", "connections", "handshakes", "taken",
-                 "messages_in", "messages_out", "bytes_in", "bytes_out", "backlog", "lua_errors")
+                 "messages_in", "messages_out", "bytes_in", "bytes_out", "backlog", "lua_errors",
+                 "dropped")
 
     def __init__(self, mem: mmap.mmap, offset: int) -> None:
         self._mem = mem
@@ -89,10 +91,10 @@ class SlotWriter:
         self.state = WorkerState.BOOTING
         self.connections = self.handshakes = self.taken = 0
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
-        self.backlog = self.lua_errors = 0
+        self.backlog = self.lua_errors = self.dropped = 0
 
     def publish(self, now: float) -> None:
         """Write every counter and the heartbeat `now` (time.monotonic()) to the slot."""
         _LAYOUT.pack_into(self._mem, self._offset, self.pid, self.state, now, self.connections,
                           self.handshakes, self.taken, self.messages_in, self.messages_out,
-                          self.bytes_in, self.bytes_out, self.backlog, self.lua_errors)
+                          self.bytes_in, self.bytes_out, self.backlog, self.lua_errors, self.dropped)

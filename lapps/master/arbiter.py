@@ -20,7 +20,7 @@ import prctl
 
 from ..config import Config
 from ..ipc.bus import MqrBroker
-from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel
+from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
 from ..ipc.slots import SlotBlock, WorkerState
 from .acl import Acl
 from .listeners import Dispatcher, bind_listener, start_listeners
@@ -237,15 +237,19 @@ class Arbiter:
 
     def _loop(self, wake: socket.socket) -> None:
         while True:
+            channels = {w.channel: w.index for w in self.workers if w.channel is not None}
             try:
-                readable, _, _ = select.select([wake], [], [], _TICK)
+                readable, _, _ = select.select([wake, *channels], [], [], _TICK)
             except InterruptedError:
                 readable = []
-            if readable:
-                try:
-                    self.pending_signals.extend(wake.recv(64))
-                except (BlockingIOError, InterruptedError):
-                    pass   # a spurious wakeup: nothing to read
+            for r in readable:
+                if r is wake:
+                    try:
+                        self.pending_signals.extend(wake.recv(64))
+                    except (BlockingIOError, InterruptedError):
+                        pass   # a spurious wakeup: nothing to read
+                else:
+                    self._read_reports(r, channels[r])
             while self.pending_signals:
                 self._handle_signal(self.pending_signals.pop(0))
             self._reap()
@@ -267,6 +271,19 @@ class Arbiter:
             for sp in self.services:
                 if sp.pid == 0 and sp.respawn_at and now >= sp.respawn_at:
                     self._spawn_service(sp)
+
+    def _read_reports(self, channel: socket.socket, index: int) -> None:
+        """A worker reported ended connections (the per-address counts of the listeners)."""
+        while True:
+            try:
+                peers = read_closed(channel)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return   # the worker is gone; its slot is reset when it is reaped
+            if peers is None:
+                return
+            self.dispatcher.closed(index, peers)
 
     def _handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 from ..config import Config
@@ -21,6 +22,7 @@ from .acl import Acl
 from .balancer import pick_worker
 
 _ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop flag
+DISPATCHED, ALL_FULL, IP_LIMIT = 0, 1, 2   # what became of an accepted socket
 
 
 def bind_listener(ip: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -59,17 +61,35 @@ class Dispatcher:
         self.sent = [0] * slots.count
         self.lock = threading.Lock()
         self.rr = 0
+        self.per_ip_cap = config.limits.max_connections_per_ip
+        self.per_ip: Counter[str] = Counter()                        # live connections by address
+        self.per_worker: list[Counter[str]] = [Counter() for _ in range(slots.count)]
         self.log = logging.getLogger("lapps.listener")
 
     def reset(self, index: int) -> None:
-        """A new process took slot `index`: nothing is in flight to it."""
+        """A new process took slot `index`: nothing is in flight to it, and the connections
+        its predecessor held are gone."""
         with self.lock:
             self.sent[index] = 0
+            self.per_ip -= self.per_worker[index]
+            self.per_worker[index].clear()
 
-    def dispatch(self, sock: socket.socket, listener_id: int, tls: bool) -> bool:
-        """Pass `sock` to the least-loaded worker; False when every worker is full."""
+    def closed(self, index: int, peers: list[str]) -> None:
+        """Worker `index` reports that connections from `peers` ended."""
+        with self.lock:
+            mine = self.per_worker[index]
+            for peer in peers:
+                if mine[peer] > 0:
+                    mine[peer] -= 1
+                    self.per_ip[peer] -= 1
+            self.per_ip += Counter()   # drop the zero entries
+
+    def dispatch(self, sock: socket.socket, listener_id: int, tls: bool, peer: str) -> int:
+        """Pass `sock` to the least-loaded worker: DISPATCHED, ALL_FULL or IP_LIMIT."""
         cfg = self.config
         with self.lock:
+            if self.per_ip_cap and self.per_ip[peer] >= self.per_ip_cap:
+                return IP_LIMIT
             snapshot = self.slots.snapshot()
             queued = [max(0, self.sent[i] - s.taken) for i, s in enumerate(snapshot)]
             self.rr = (self.rr + 1) % len(snapshot)
@@ -80,13 +100,16 @@ class Dispatcher:
                 i = pick_worker(snapshot, queued, cfg.server.max_connections,
                                 cfg.balancer.connection_weight, cfg.balancer.backlog_weight, self.rr)
                 if i is None:
-                    return False
+                    return ALL_FULL
                 chan = self.channels(i)
                 if chan is not None:
                     try:
-                        send_socket(chan, sock, listener_id, tls)
+                        send_socket(chan, sock, listener_id, tls, peer)
                         self.sent[i] += 1
-                        return True
+                        if self.per_ip_cap:
+                            self.per_ip[peer] += 1
+                            self.per_worker[i][peer] += 1
+                        return DISPATCHED
                     except (BlockingIOError, BrokenPipeError, ConnectionResetError):
                         pass   # stuck or dying worker: try the next one
                 excluded.add(i)
@@ -107,7 +130,8 @@ class Listener(threading.Thread):
         self.log = logging.getLogger("lapps.listener")
 
     def run(self) -> None:
-        busy = error_response(503, "every worker is at max_connections")
+        refusals = {ALL_FULL: error_response(503, "every worker is at max_connections"),
+                    IP_LIMIT: error_response(429, "too many connections from your address")}
         while not self.stop.is_set():
             try:
                 client, addr = self.sock.accept()
@@ -122,12 +146,11 @@ class Listener(threading.Thread):
             with client:
                 if not self.acl.allows(addr[0]):
                     continue
-                if not self.dispatcher.dispatch(client, self.listener_id, self.tls):
-                    if self.tls:
-                        continue   # no TLS in the master: a plain 503 would be garbage to the client
+                outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
+                if outcome != DISPATCHED and not self.tls:   # no TLS in the master: no answer on wss
                     client.settimeout(1.0)
                     try:
-                        client.sendall(busy)
+                        client.sendall(refusals[outcome])
                     except OSError:
                         pass   # the client left already
 

@@ -59,7 +59,7 @@ class ServerProtocol:
     """One connection: handshake, frame parsing, message assembly, close handshake."""
 
     __slots__ = (
-        "state", "out", "events", "on_message", "request", "max_handshake_size", "max_headers",
+        "state", "out", "events", "on_message", "messages", "request", "max_handshake_size", "max_headers",
         "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
         "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
         "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed",
@@ -70,6 +70,7 @@ class ServerProtocol:
         self.out = bytearray()
         self.events: list[tuple[int, object]] = []
         self.on_message: Callable[[int, bytes], None] | None = None
+        self.messages = 0                      # data messages received (idle detection reads it)
         self.request: Request | None = None
         self.max_handshake_size = max_handshake_size
         self.max_headers = max_headers
@@ -215,6 +216,7 @@ class ServerProtocol:
                         except UnicodeDecodeError:
                             return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
                     if self.state == State.OPEN:
+                        self.messages += 1
                         if self.on_message is None:
                             events.append((opcode, payload))
                         else:
@@ -280,6 +282,7 @@ class ServerProtocol:
         opcode = self._msg_opcode
         self._msg_opcode = 0
         if self.state == State.OPEN:
+            self.messages += 1
             if self.on_message is None:
                 self.events.append((opcode, payload))
             else:
