@@ -46,7 +46,7 @@ autobahn: $(STAMP)
 	$(AUTOBAHN) --deflate '12.1.*,13.1.*,13.7.*'
 
 autobahn-full: $(STAMP)
-	$(AUTOBAHN) --deflate '$(CASES_1_10),12.*,13.*'
+	AUTOBAHN_TIMEOUT=2700 $(AUTOBAHN) --deflate '$(CASES_1_10),12.*,13.*'
 	$(AUTOBAHN) --tls '$(CASES_1_10)'
 
 # A development CA and a localhost certificate signed by it, for wss:// (etc/ssl/, not committed).

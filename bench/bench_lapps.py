@@ -7,13 +7,20 @@ figures also go to `bench/results/lapps.json`.
 
 1. Echo, closed loop (the original LAppS benchmark): N connections (default 80) each send a
    277-byte message and wait for its echo before sending the next, for D seconds (default 5)
-   after a 1 s warm-up. Raw echo (`/echo`, text frames) and LAppS-protocol echo
-   (`/lapps_echo`, a CBOR request whose param is a 277-byte string; every response is
-   decoded and checked) alternate, 3 rounds each. The load comes from K client processes
+   after a 1 s warm-up. Four cases alternate, 3 rounds each, all on one server: raw echo
+   (`/echo`, text frames, ws://); the same raw echo over wss:// (the server's TLS port;
+   certificates from `make certs` in the temporary folder, the client verifies them);
+   the raw echo with permessage-deflate (`/echo_deflate`, a service with
+   `permessage_deflate = true`; the client offers `client_no_context_takeover` and sends a
+   277-byte JSON text compressed, the server inflates it and deflates the echo); and the
+   LAppS-protocol echo (`/lapps_echo`, a CBOR request whose param is a 277-byte string;
+   every response is decoded and checked). The load comes from K client processes
    (default 2), each driving N/K connections with `selectors` and the project's Sans-I/O
-   `ClientProtocol`. Per round: round trips per second, the server's CPU seconds in the
+   `ClientProtocol` (non-blocking `ssl` sockets for wss://, a bench-only subclass for
+   deflate). Per round: round trips per second, the server's CPU seconds in the
    window (master and workers, psutil), round trips per server-CPU-second, RTT p50/p99,
-   the clients' own CPU and what the rest of the machine used meanwhile (noise).
+   the clients' own CPU and what the rest of the machine used meanwhile (noise); each
+   variant's ratio to the plain raw echo of the same round, and the median of those.
 2. Broadcast fan-out: S subscriber connections (default 10000, spread over client processes
    of at most 2500 each) to `/fanout` on 4 workers, each subscribed to bcast channel 1000;
    a trigger connection calls `publish`, which does one `bcast:send` (OON on cid 5). For R
@@ -43,11 +50,13 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from array import array
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +68,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
+from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
+from lapps.ws.deflate import parse_extensions  # noqa: E402
+from lapps.ws.frames import frame_header, mask  # noqa: E402
 
 HOST = "127.0.0.1"
 TEXT, BINARY = 1, 2
@@ -66,6 +78,26 @@ MSG_SIZE = 277                        # bytes per echo message (the original LAp
 RAW_PAYLOAD = (b"LAppS-bench " * 24)[:MSG_SIZE]
 LAPPS_PARAM = RAW_PAYLOAD.decode("ascii")
 LAPPS_REQUEST = cbor2.dumps({"lapps": 1, "method": "echo", "params": [LAPPS_PARAM]})
+# The permessage-deflate echo sends a realistic compressible text (one market-data quote as
+# JSON, 277 bytes, ~186 bytes deflated on its own) rather than RAW_PAYLOAD, which is one word
+# repeated and would deflate to almost nothing.
+DEFLATE_PAYLOAD = (b'{"type":"quote","symbol":"ACME","exchange":"NASDAQ-GS","seq":48213,'
+                   b'"time":"2026-11-25T02:47:52.123Z","bid":{"price":101.25,"size":300},'
+                   b'"ask":{"price":101.27,"size":200},"last":{"price":101.26,"size":100},'
+                   b'"open":100.5,"high":101.9,"low":99.87,"volume":184321100,"status":"open"}')
+assert len(DEFLATE_PAYLOAD) == MSG_SIZE
+DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"   # RFC 7692 §7.2.1: stripped by the sender, re-added by the receiver
+TLS_HOSTNAME = "localhost"            # the name `make certs` puts in the server certificate
+# Echo cases, in the order each round runs them: the plain raw echo, its two variants on the
+# same server (wss:// on the TLS port; permessage-deflate on /echo_deflate), the LAppS echo.
+ECHO_MODES = ("raw", "wss", "deflate", "lapps")
+ECHO_PATHS = {"raw": "/echo", "wss": "/echo", "deflate": "/echo_deflate", "lapps": "/lapps_echo"}
+ECHO_NAMES = {"raw": "raw echo (text)", "wss": "raw echo over wss:// (TLS)",
+              "deflate": "raw echo, permessage-deflate (JSON text)", "lapps": "LAppS echo (CBOR)"}
+RATIO_NAMES = {"wss": "wss / ws (raw echo: the TLS cost)", "deflate": "deflate / raw",
+               "lapps": "LAppS / raw"}
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 SUBSCRIBE_REQUEST = cbor2.dumps({"lapps": 1, "method": "subscribe"})
 FANOUT_CHANNEL_CID = 5
 MAX_PER_PROCESS = 2500                # subscriber connections per client process at most
@@ -110,7 +142,7 @@ workers = {workers}
 listeners = 2
 shutdown_timeout = 3
 services_dir = "{services_dir}"
-
+{tls}
 [limits]
 handshake_timeout = 30
 
@@ -121,6 +153,11 @@ port = 0
 protocol = "raw"
 request_target = "/echo"
 
+[services.echo_deflate]
+protocol = "raw"
+request_target = "/echo_deflate"
+permessage_deflate = true
+
 [services.lapps_echo]
 protocol = "lapps"
 request_target = "/lapps_echo"
@@ -130,6 +167,38 @@ protocol = "lapps"
 request_target = "/fanout"
 preload = ["time"]
 """
+
+# With certificates: [server] port serves wss:// and an endpoint beside it serves ws://, so
+# one server (same processes, same workers) answers both and only the client differs.
+TLS_CONFIG = """
+[server.tls]
+enabled = true
+cert = "{cert}"
+key = "{key}"
+
+[[server.endpoints]]
+port = {ws_port}
+ip = "127.0.0.1"
+tls = false
+"""
+
+
+def make_certs(folder: Path) -> Path:
+    """`make -s certs CERTS=<folder>`: a development CA (`ca.crt`) and a `localhost`
+    certificate signed by it; the folder."""
+    try:
+        done = subprocess.run(["make", "-s", "certs", f"CERTS={folder}"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise RuntimeError(f"make certs failed: {e}") from None
+    if done.returncode != 0 or not (folder / "localhost.crt").is_file():
+        raise RuntimeError(f"make certs failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
+    return folder
+
+
+def client_tls_context(certs: Path) -> ssl.SSLContext:
+    """What a careful client uses: verify the server against the development CA."""
+    return ssl.create_default_context(cafile=str(certs / "ca.crt"))
 
 
 def _die_with_parent() -> None:
@@ -143,23 +212,35 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    """One `python -m lapps` in its own session (process group) with the bench config."""
+    """One `python -m lapps` in its own session (process group) with the bench config.
 
-    def __init__(self, root: Path, workers: int) -> None:
+    `port` is the ws:// port. With `certs` (a `make certs` folder) the same server also
+    serves wss:// on `tls_port` ([server] port with [server.tls]; `port` is then an endpoint).
+    """
+
+    def __init__(self, root: Path, workers: int, certs: Path | None = None) -> None:
         services = root / "services"
         if not services.exists():
             services.mkdir(parents=True)
             shutil.copytree(REPO / "services" / "echo", services / "echo")
-            for name in ("lapps_echo", "fanout"):
+            for name in ("echo_deflate", "lapps_echo", "fanout"):
                 shutil.copytree(REPO / "bench" / "services" / name, services / name)
         self.port = free_port()
+        self.tls_port: int | None = None
+        tls = ""
+        main_port = self.port
+        if certs is not None:
+            while self.tls_port in (None, self.port):
+                self.tls_port = free_port()
+            main_port = self.tls_port
+            tls = TLS_CONFIG.format(cert=certs / "localhost.crt", key=certs / "localhost.key", ws_port=self.port)
         self.workers = workers
         self.config = root / f"lapps-{self.port}.toml"
-        self.config.write_text(CONFIG.format(port=self.port, workers=workers, services_dir=services))
+        self.config.write_text(CONFIG.format(port=main_port, workers=workers, services_dir=services, tls=tls))
         self.log_path = root / f"server-{self.port}.log"
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(self.port),
+                [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(main_port),
                  "--workers", str(workers)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=_die_with_parent)
@@ -310,8 +391,136 @@ class BlockingClient:
         self.sock.close()
 
 
+def _frame_size(buf: bytearray) -> tuple[int, int] | None:
+    """(header length with the mask key, payload length) of the frame at the start of
+    `buf`, or None while its header is incomplete."""
+    n = len(buf)
+    if n < 2:
+        return None
+    b1 = buf[1]
+    ln = b1 & 0x7F
+    hlen = 2
+    if ln == 126:
+        if n < 4:
+            return None
+        ln = int.from_bytes(buf[2:4], "big")
+        hlen = 4
+    elif ln == 127:
+        if n < 10:
+            return None
+        ln = int.from_bytes(buf[2:10], "big")
+        hlen = 10
+    return hlen + (4 if b1 & 0x80 else 0), ln
+
+
+_deflater: Any = None   # one per client process (created after the fork)
+
+
+class DeflateClientProtocol(ClientProtocol):
+    """`ClientProtocol` plus the smallest permessage-deflate (RFC 7692) the benchmark needs.
+
+    `ClientProtocol` offers no extension, refuses a 101 that names one and fails any frame
+    with RSV1 (1002), so this subclass, used only by the bench: offers `permessage-deflate;
+    client_no_context_takeover`; accepts a 101 whose `Sec-WebSocket-Extensions` is that
+    extension with parameters it understands (the base class checks the rest); sends each
+    whole data message compressed (RSV1, raw DEFLATE, the trailing `00 00 ff ff` stripped), by
+    one compressor per process with a full flush after each message, so no message refers to
+    an earlier one (what client_no_context_takeover promises); and inflates the server's
+    compressed messages (whole, unfragmented ones: LAppS does not fragment a 277-byte echo)
+    with one inflater per connection, which also reads a server that keeps its context.
+    Frames without RSV1 (uncompressed messages under 128 bytes, control frames) go to the
+    base class one at a time.
+    """
+
+    __slots__ = ("agreed", "compressed_in", "compressed_in_bytes", "_inflater")
+
+    def __init__(self, host: str, path: str) -> None:
+        super().__init__(host, path, extra_headers=[("Sec-WebSocket-Extensions", DEFLATE_OFFER)])
+        self.agreed: str | None = None      # the server's Sec-WebSocket-Extensions answer
+        self.compressed_in = 0               # compressed messages received
+        self.compressed_in_bytes = 0         # their payload bytes on the wire
+        self._inflater: Any = None
+
+    def _check_101(self) -> str | None:
+        answers = [v for k, v in self.headers if k == "sec-websocket-extensions"]
+        if len(answers) != 1:
+            raise _BadResponse(f"expected one permessage-deflate answer, got {answers!r}")
+        offers = parse_extensions(answers)
+        if len(offers) != 1 or offers[0] is None or offers[0][0] != "permessage-deflate":
+            raise _BadResponse(f"server chose extension {answers[0]!r}, not the permessage-deflate offered")
+        for name, value in offers[0][1]:
+            if name not in ("server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits"):
+                raise _BadResponse(f"permessage-deflate parameter {name!r} not understood")
+        headers = self.headers
+        self.headers = [(k, v) for k, v in headers if k != "sec-websocket-extensions"]
+        try:
+            chosen = super()._check_101()
+        finally:
+            self.headers = headers
+        self.agreed = answers[0]
+        return chosen
+
+    def _parse(self) -> None:
+        buf = self._buf
+        while len(buf) >= 2 and self.state != State.CLOSED:
+            size = _frame_size(buf)
+            complete = size is not None and len(buf) >= size[0] + size[1]
+            b0 = buf[0]
+            if not b0 & 0x40:
+                if not complete:
+                    return super()._parse()   # checks the header, waits for the rest
+                # exactly this frame to the base class: what follows may be compressed
+                one = bytearray(buf[:size[0] + size[1]])
+                del buf[:size[0] + size[1]]
+                self._buf = one
+                try:
+                    super()._parse()
+                finally:
+                    self._buf = buf
+                if self.state == State.CLOSED:
+                    buf.clear()
+                continue
+            opcode = b0 & 0x0F
+            if b0 & 0x30 or not b0 & 0x80 or (opcode != TEXT and opcode != BINARY) or buf[1] & 0x80 \
+                    or self.agreed is None:
+                return self._fail(1002, "bench client: RSV1 only on whole unmasked data frames")
+            if not complete:
+                return
+            hlen, ln = size
+            payload = bytes(buf[hlen:hlen + ln])
+            del buf[:hlen + ln]
+            d = self._inflater
+            if d is None:
+                d = self._inflater = zlib.decompressobj(-15)
+            try:
+                message = d.decompress(payload + DEFLATE_TAIL)
+                if opcode == TEXT:
+                    message.decode("utf-8")
+            except (zlib.error, UnicodeDecodeError) as e:
+                return self._fail(1007, f"bench client: bad compressed message: {e}")
+            self.compressed_in += 1
+            self.compressed_in_bytes += ln
+            self.events.append((opcode, message))
+
+    def send(self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True) -> bool:
+        if not fin or opcode not in (TEXT, BINARY) or self.state != State.OPEN:
+            return super().send(opcode, payload, fin)
+        global _deflater
+        c = _deflater
+        if c is None:
+            c = _deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = c.compress(payload) + c.flush(zlib.Z_FULL_FLUSH)
+        data = data[:-4]   # always the empty stored block 00 00 ff ff after a full flush
+        key = self._random(4)
+        out = self.out
+        out += frame_header(opcode, len(data), True, rsv1=True, masked=True)
+        out += key
+        out += mask(data, key)
+        return True
+
+
 class Conn:
-    __slots__ = ("sock", "proto", "ready", "dead", "want_write", "sent_at", "last_seq")
+    __slots__ = ("sock", "proto", "ready", "dead", "want_write", "sent_at", "last_seq", "tls_state")
 
     def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
         self.sock = sock
@@ -321,6 +530,7 @@ class Conn:
         self.want_write = True
         self.sent_at = 0.0
         self.last_seq = -1
+        self.tls_state = 0      # TLS: 0 none or done, 1 TCP connecting, 2 handshaking
 
 
 class ClientPool:
@@ -329,14 +539,21 @@ class ClientPool:
     `on_open(conn)` runs when a connection's upgrade succeeded and `on_message(conn, opcode,
     payload)` for each message; either calls `mark_ready(conn)` when the connection is set
     up (open, or subscribed). `now` is time.time() just after the recv that is being handled.
+
+    With `tls` (a client SSLContext) each socket is wrapped once TCP is connected
+    (`do_handshake_on_connect=False`) and the handshake is driven on readiness; then the
+    upgrade goes out as usual. `protocol` makes each connection's Sans-I/O protocol.
     """
 
     def __init__(self, port: int, path: str, on_open: Callable[[Conn], None],
-                 on_message: Callable[[Conn, int, bytes], None]) -> None:
+                 on_message: Callable[[Conn, int, bytes], None], tls: ssl.SSLContext | None = None,
+                 protocol: Callable[[str, str], ClientProtocol] = ClientProtocol) -> None:
         self.port = port
         self.path = path
         self.on_open = on_open
         self.on_message = on_message
+        self.tls = tls
+        self.protocol = protocol
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.ready = 0
@@ -349,11 +566,41 @@ class ClientPool:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex((HOST, self.port))
-        conn = Conn(sock, ClientProtocol(f"{HOST}:{self.port}", self.path))
+        conn = Conn(sock, self.protocol(f"{HOST}:{self.port}", self.path))
         self.conns.append(conn)
         if err not in (0, errno.EINPROGRESS):
             return self.fail(conn, f"connect: {os.strerror(err)}")
+        if self.tls is not None:
+            conn.tls_state = 1
         self.sel.register(sock, READ | WRITE, conn)
+
+    def _tls_step(self, conn: Conn) -> None:
+        """TCP connected: wrap the socket; then one more step of the TLS handshake. When it
+        is done, the upgrade request (already in `proto.out`) goes out."""
+        if conn.tls_state == 1:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                return self.fail(conn, f"connect: {os.strerror(err)}")
+            self.sel.unregister(conn.sock)
+            conn.sock = self.tls.wrap_socket(conn.sock, server_hostname=TLS_HOSTNAME,
+                                             do_handshake_on_connect=False)
+            self.sel.register(conn.sock, READ | WRITE, conn)
+            conn.want_write = True
+            conn.tls_state = 2
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            want = False
+        except ssl.SSLWantWriteError:
+            want = True
+        except OSError as e:
+            return self.fail(conn, f"TLS handshake: {e}")
+        else:
+            conn.tls_state = 0
+            return self.flush(conn)
+        if want != conn.want_write:
+            conn.want_write = want
+            self.sel.modify(conn.sock, READ | WRITE if want else READ, conn)
 
     def mark_ready(self, conn: Conn) -> None:
         if not conn.ready:
@@ -378,7 +625,7 @@ class ClientPool:
         if out:
             try:
                 n = conn.sock.send(out)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:   # TLS: retried with the same bytes first, as OpenSSL wants
                 n = 0
             except OSError as e:
                 return self.fail(conn, f"send: {e}")
@@ -389,6 +636,8 @@ class ClientPool:
             self.sel.modify(conn.sock, READ | WRITE if want else READ, conn)
 
     def handle(self, conn: Conn, mask: int) -> None:
+        if conn.tls_state:
+            return self._tls_step(conn)
         if mask & WRITE:
             self.flush(conn)
             if conn.dead:
@@ -396,8 +645,8 @@ class ClientPool:
         if not mask & READ:
             return
         try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            data = recv_all(conn.sock)
+        except WOULD_BLOCK:
             return
         except OSError as e:
             return self.fail(conn, f"recv: {e}")
@@ -455,7 +704,9 @@ class ClientPool:
                 if conn is None:
                     continue
                 try:
-                    data = conn.sock.recv(65536) if mask & READ else None
+                    data = recv_all(conn.sock) if mask & READ else None
+                except WOULD_BLOCK:
+                    continue
                 except OSError:
                     data = b""
                 if data:
@@ -481,6 +732,16 @@ class ClientPool:
 # ---------------------------------------------------------------------------- echo (client side)
 
 
+def recv_all(sock: socket.socket) -> bytes:
+    """One recv; on a TLS socket also what OpenSSL already holds decrypted (`pending()`),
+    which the selector cannot see. Raises what recv raises (WOULD_BLOCK included)."""
+    data = sock.recv(65536)
+    if data and type(sock) is ssl.SSLSocket:
+        while sock.pending():
+            data += sock.recv(65536)
+    return data
+
+
 def _lapps_echo_ok(payload: bytes) -> bool:
     try:
         msg = cbor2.loads(payload)
@@ -492,9 +753,13 @@ def _lapps_echo_ok(payload: bytes) -> bool:
     return type(result) is list and len(result) == 1 and result[0] == LAPPS_PARAM
 
 
-def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None:
-    """A client process: open `n` connections, then the closed loop the parent schedules."""
-    pool = ClientPool(port, path, on_open=lambda c: pool.mark_ready(c), on_message=lambda c, k, v: None)
+def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any, certs: Path | None = None) -> None:
+    """A client process: open `n` connections, then the closed loop the parent schedules.
+    `mode` "wss" connects with TLS (`port` is then the TLS port), "deflate" negotiates
+    permessage-deflate and sends DEFLATE_PAYLOAD compressed."""
+    tls = client_tls_context(certs) if mode == "wss" else None
+    pool = ClientPool(port, path, on_open=lambda c: pool.mark_ready(c), on_message=lambda c, k, v: None,
+                      tls=tls, protocol=DeflateClientProtocol if mode == "deflate" else ClientProtocol)
     pool.open(n, timeout=60)
     pipe.send(("ready", pool.ready, pool.errors))
     cmd = pipe.recv()
@@ -502,16 +767,19 @@ def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None
         pool.close_all()
         return
     _, t_go, t_start, t_end = cmd
-    if mode == "raw":
+    if mode == "raw" or mode == "wss":
         opcode, payload = TEXT, RAW_PAYLOAD
         check: Callable[[bytes], bool] = RAW_PAYLOAD.__eq__
+    elif mode == "deflate":
+        opcode, payload = TEXT, DEFLATE_PAYLOAD
+        check = DEFLATE_PAYLOAD.__eq__
     else:
         opcode, payload = BINARY, LAPPS_REQUEST
         check = _lapps_echo_ok
     conns = [c for c in pool.conns if not c.dead]
     monotonic = time.monotonic
     rtts = array("d")
-    count = bad = 0
+    count = bad = received = 0
     cpu_start = cpu_end = None
     while monotonic() < t_go:
         time.sleep(min(0.01, max(0.0, t_go - monotonic())))
@@ -535,9 +803,13 @@ def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None
                     continue
             if not mask & READ:
                 continue
+            sock = c.sock
             try:
-                data = c.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
+                data = sock.recv(65536)
+                if tls is not None and data:
+                    while sock.pending():   # decrypted bytes OpenSSL holds: the selector cannot see them
+                        data += sock.recv(65536)
+            except WOULD_BLOCK:
                 continue
             except OSError as e:
                 pool.fail(c, f"recv: {e}")
@@ -550,6 +822,7 @@ def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None
             now = monotonic()
             for kind, value in proto.events:
                 if kind == opcode:
+                    received += 1
                     if not check(value):
                         bad += 1
                     if t_start <= now < t_end:
@@ -568,8 +841,15 @@ def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any) -> None
     cpu_end = time.process_time()
     if cpu_start is None:
         cpu_start = cpu_end
-    pipe.send(("done", {"count": count, "bad": bad, "failed": pool.failed, "errors": pool.errors,
-                        "cpu": cpu_end - cpu_start, "rtts": rtts.tobytes()}))
+    done = {"count": count, "bad": bad, "failed": pool.failed, "errors": pool.errors,
+            "cpu": cpu_end - cpu_start, "rtts": rtts.tobytes(), "received": received}
+    if mode == "deflate":
+        # how many echoes came back compressed (all of them, with the server's 128-byte
+        # threshold) and their payload size on the wire; what was agreed in the handshake
+        done["compressed_in"] = sum(c.proto.compressed_in for c in conns)
+        done["compressed_in_bytes"] = sum(c.proto.compressed_in_bytes for c in conns)
+        done["agreed"] = sorted({c.proto.agreed for c in conns if c.proto.agreed})
+    pipe.send(("done", done))
     pool.close_all()
 
 
@@ -673,12 +953,13 @@ def machine_busy() -> tuple[float, float, float]:
 
 
 def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: float,
-               seconds: float) -> dict[str, Any]:
-    path = "/echo" if mode == "raw" else "/lapps_echo"
+               seconds: float, certs: Path | None = None) -> dict[str, Any]:
+    path = ECHO_PATHS[mode]
+    port = server.tls_port if mode == "wss" else server.port
     pipes, children = [], []
     for share in split(clients, procs):
         mine, theirs = MP.Pipe()
-        p = MP.Process(target=echo_client_main, args=(server.port, path, mode, share, theirs), daemon=True)
+        p = MP.Process(target=echo_client_main, args=(port, path, mode, share, theirs, certs), daemon=True)
         p.start()
         theirs.close()
         pipes.append(mine)
@@ -731,6 +1012,15 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
         "other_cpu_s": max(0.0, busy - server_cpu - client_cpu - (irq1 - irq0)),
         "rtt_p50_ms": percentile(rtts, 0.5) * 1e3, "rtt_p99_ms": percentile(rtts, 0.99) * 1e3,
     }
+    if mode == "deflate":
+        received = sum(r["received"] for r in results)
+        compressed = sum(r["compressed_in"] for r in results)
+        out["compressed_echoes"] = compressed
+        out["echoes_received"] = received
+        out["echo_wire_bytes"] = sum(r["compressed_in_bytes"] for r in results) / compressed if compressed else 0.0
+        out["agreed"] = sorted({a for r in results for a in r["agreed"]})
+        if compressed != received:
+            log(f"    WARNING: {received - compressed} of {received} echoes came back uncompressed")
     if bad or failed:
         errors = [e for r in results for e in r["errors"]]
         log(f"    WARNING: {bad} bad responses, {failed} failed connections {errors[:3]}")
@@ -740,33 +1030,48 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
 def run_echo(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     log(f"== echo: {args.clients} clients x {MSG_SIZE} B, closed loop, {args.client_procs} client processes, "
         f"{args.workers} server workers, {args.rounds} rounds each, {args.warmup:g} s warm-up + "
-        f"{args.seconds:g} s")
-    server = Server(root, args.workers)
-    rounds: dict[str, list[dict[str, Any]]] = {"raw": [], "lapps": []}
+        f"{args.seconds:g} s; cases {', '.join(ECHO_MODES)} (wss:// and ws:// on one server)")
+    certs = make_certs(root / "certs")
+    server = Server(root, args.workers, certs)
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ECHO_MODES}
     try:
         server.wait_ready()
         for i in range(args.rounds):
-            for mode in ("raw", "lapps"):
-                r = echo_round(server, mode, args.clients, args.client_procs, args.warmup, args.seconds)
+            for mode in ECHO_MODES:
+                r = echo_round(server, mode, args.clients, args.client_procs, args.warmup, args.seconds, certs)
                 server.check_alive()
                 rounds[mode].append(r)
-                log(f"  round {i + 1} {mode:5}: {r['rps']:9,.0f} round trips/s  server CPU {r['server_cpu_s']:5.2f} s "
+                log(f"  round {i + 1} {mode:7}: {r['rps']:9,.0f} round trips/s  server CPU {r['server_cpu_s']:5.2f} s "
                     f"({r['rps_per_server_cpu_s']:7,.0f}/CPU-s)  clients {r['client_cpu_s']:5.2f} s  "
                     f"irq {r['irq_s']:4.2f} s  other {r['other_cpu_s']:4.2f} s  RTT p50 {r['rtt_p50_ms']:.2f} ms p99 {r['rtt_p99_ms']:.2f} ms")
     finally:
         stopped = server.stop()
-    summary: dict[str, Any] = {"rounds": rounds, "server_stop": stopped}
-    for mode in ("raw", "lapps"):
+    summary: dict[str, Any] = {"cases": list(ECHO_MODES), "rounds": rounds, "server_stop": stopped}
+    for mode in ECHO_MODES:
         rs = rounds[mode]
         summary[mode] = {key: statistics.median(r[key] for r in rs) for key in
                          ("rps", "server_cpu_s", "server_cores", "rps_per_server_cpu_s", "client_cpu_s",
                           "irq_s", "other_cpu_s", "machine_busy_s", "rtt_p50_ms", "rtt_p99_ms")}
+        summary[mode]["server_cpu_us_per_round_trip"] = 1e6 / summary[mode]["rps_per_server_cpu_s"]
         summary[mode]["bad_responses"] = sum(r["bad_responses"] for r in rs)
         summary[mode]["failed_connections"] = sum(r["failed_connections"] for r in rs)
-    pairs = list(zip(rounds["raw"], rounds["lapps"]))
-    summary["ratio_rps"] = statistics.median(b["rps"] / a["rps"] for a, b in pairs)
-    summary["ratio_rps_per_cpu"] = statistics.median(
-        b["rps_per_server_cpu_s"] / a["rps_per_server_cpu_s"] for a, b in pairs)
+    dfl = summary["deflate"]
+    dfl["echoes_received"] = sum(r["echoes_received"] for r in rounds["deflate"])
+    dfl["compressed_echoes"] = sum(r["compressed_echoes"] for r in rounds["deflate"])
+    dfl["echo_wire_bytes"] = statistics.median(r["echo_wire_bytes"] for r in rounds["deflate"])
+    dfl["agreed"] = sorted({a for r in rounds["deflate"] for a in r["agreed"]})
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    dfl["request_wire_bytes"] = len(c.compress(DEFLATE_PAYLOAD) + c.flush(zlib.Z_FULL_FLUSH)) - 4
+    # per-round ratios of each case to the plain raw echo of the same round; the median
+    summary["ratios"] = {}
+    for mode in ECHO_MODES[1:]:
+        pairs = list(zip(rounds["raw"], rounds[mode]))
+        summary["ratios"][mode] = {
+            "rps": statistics.median(b["rps"] / a["rps"] for a, b in pairs),
+            "rps_per_server_cpu_s": statistics.median(
+                b["rps_per_server_cpu_s"] / a["rps_per_server_cpu_s"] for a, b in pairs)}
+    summary["ratio_rps"] = summary["ratios"]["lapps"]["rps"]                    # LAppS / raw, as before
+    summary["ratio_rps_per_cpu"] = summary["ratios"]["lapps"]["rps_per_server_cpu_s"]
     return summary
 
 
@@ -888,7 +1193,7 @@ def table(meta: dict[str, Any], echo: dict[str, Any] | None, fan: dict[str, Any]
     lines = [f"LAppS end to end, {meta['cpus']} cores shared by the server, the Python load generator and "
              f"whatever else runs here (medians of alternating rounds)", ""]
     if echo:
-        raw, lap = echo["raw"], echo["lapps"]
+        modes = echo.get("cases", ["raw", "lapps"])
         lines += [
             f"Echo, closed loop: {meta['clients']} clients x {MSG_SIZE} B, {meta['client_procs']} client processes, "
             f"{meta['workers']} workers, {meta['rounds']} x {meta['seconds']:g} s per case",
@@ -896,19 +1201,31 @@ def table(meta: dict[str, Any], echo: dict[str, Any] | None, fan: dict[str, Any]
             "| case | round trips/s | server CPU (cores) | round trips / server CPU-s | RTT p50 | RTT p99 |",
             "|---|---|---|---|---|---|",
         ]
-        for name, r in (("raw echo (text)", raw), ("LAppS echo (CBOR)", lap)):
-            lines.append(f"| {name} | {r['rps']:,.0f} | {r['server_cores']:.2f} | {r['rps_per_server_cpu_s']:,.0f} | "
-                         f"{r['rtt_p50_ms']:.2f} ms | {r['rtt_p99_ms']:.2f} ms |")
-        lines.append(f"| LAppS / raw | {echo['ratio_rps']:.2f}x | | {echo['ratio_rps_per_cpu']:.2f}x | | |")
+        for mode in modes:
+            r = echo[mode]
+            lines.append(f"| {ECHO_NAMES[mode]} | {r['rps']:,.0f} | {r['server_cores']:.2f} | "
+                         f"{r['rps_per_server_cpu_s']:,.0f} | {r['rtt_p50_ms']:.2f} ms | {r['rtt_p99_ms']:.2f} ms |")
+        for mode in modes[1:]:
+            q = echo["ratios"][mode] if "ratios" in echo else \
+                {"rps": echo["ratio_rps"], "rps_per_server_cpu_s": echo["ratio_rps_per_cpu"]}
+            lines.append(f"| {RATIO_NAMES[mode]} | {q['rps']:.2f}x | | {q['rps_per_server_cpu_s']:.2f}x | | |")
         d = meta["seconds"]
-        lines += ["", f"In the window (cores busy, raw / LAppS): server {raw['server_cores']:.2f} / {lap['server_cores']:.2f}, "
-                      f"client processes {raw['client_cpu_s'] / d:.2f} / {lap['client_cpu_s'] / d:.2f}, "
-                      f"kernel softirq {raw['irq_s'] / d:.2f} / {lap['irq_s'] / d:.2f}, "
-                      f"everything else on the machine {raw['other_cpu_s'] / d:.2f} / {lap['other_cpu_s'] / d:.2f}, "
-                      f"of {meta['cpus']}."]
-        if raw["bad_responses"] or lap["bad_responses"] or raw["failed_connections"] or lap["failed_connections"]:
-            lines.append(f"WARNING: bad responses raw {raw['bad_responses']} LAppS {lap['bad_responses']}, "
-                         f"failed connections raw {raw['failed_connections']} LAppS {lap['failed_connections']}")
+        names = " / ".join("LAppS" if m == "lapps" else m for m in modes)
+
+        def each(key: str, scale: float) -> str:
+            return " / ".join(f"{echo[m][key] / scale:.2f}" for m in modes)
+        lines += ["", f"In the window (cores busy, {names}): server {each('server_cores', 1)}, "
+                      f"client processes {each('client_cpu_s', d)}, kernel softirq {each('irq_s', d)}, "
+                      f"everything else on the machine {each('other_cpu_s', d)}, of {meta['cpus']}."]
+        if "deflate" in modes:
+            dfl = echo["deflate"]
+            lines.append(f"permessage-deflate: agreed `{', '.join(dfl['agreed']) or 'nothing'}`; the {MSG_SIZE}-byte "
+                         f"JSON text is {dfl['request_wire_bytes']} bytes deflated from the client, "
+                         f"{dfl['echo_wire_bytes']:.0f} from the server; {dfl['compressed_echoes']:,} of "
+                         f"{dfl['echoes_received']:,} echoes came back compressed.")
+        if any(echo[m]["bad_responses"] or echo[m]["failed_connections"] for m in modes):
+            lines.append("WARNING: bad responses " + ", ".join(f"{m} {echo[m]['bad_responses']}" for m in modes)
+                         + "; failed connections " + ", ".join(f"{m} {echo[m]['failed_connections']}" for m in modes))
         lines.append("")
     if fan:
         lines += [
