@@ -59,6 +59,12 @@ def test_killed_worker_is_replaced_and_only_its_clients_lose_their_connection(la
         assert server.running()
         for i in range(4):
             assert echo_ok(server.port, f"new client {i}")
+        # the replacement starts empty, so the balancer sends it the next connections
+        (replacement,) = [p for p in pids if p not in owners]
+        fresh = [connect(server.port) for _ in range(2)]
+        clients.extend(fresh)
+        fresh_owners = wait_for(lambda: (lambda o: o if None not in o else None)(worker_of_each(server, fresh)), 5)
+        assert fresh_owners and replacement in fresh_owners, f"new connections went to {fresh_owners}"
         for i, c in enumerate(others):
             assert echoes(c, f"survivor again {i}")
     finally:
