@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", action="store_true", help="validate the config and exit (0 good, 1 bad)")
     p.add_argument("--print-config", action="store_true", help="print the merged config as TOML and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="one line per event: text, or a JSON object per line")
+    p.add_argument("--log-file", metavar="PATH", help="append logs to PATH (SIGUSR1 reopens it) instead of stderr")
     return p
 
 
@@ -47,17 +50,22 @@ def config_problems(config: Config) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure("master", args.log_level)
+    configure("master", args.log_level, args.log_file, args.log_format == "json")
     path = args.config or default_config_path()
     overrides = {"server.workers": args.workers, "server.listeners": args.listeners,
                  "server.port": args.port, "server.ip": args.ip}
-    try:
+    def read_config() -> Config:
+        """The config as the flags say; again on SIGHUP. Raises ConfigError."""
         config = load_config(path, overrides)
         if needs_tls(config.server):
             server_context(config.server.tls)   # the files load, or the start stops here
         problems = config_problems(config)
         if problems:
             raise ConfigError("; ".join(problems))
+        return config
+
+    try:
+        config = read_config()
     except ConfigError as e:
         print(f"lapps: config error: {e}", file=sys.stderr)
         return 1
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from .master.arbiter import Arbiter
     logging.getLogger("lapps.master").info("config: %s", config.source or "built-in defaults")
     try:
-        return Arbiter(config, worker_main, standalone_main, args.log_level).run()
+        return Arbiter(config, worker_main, standalone_main, args.log_level, read_config).run()
     except OSError as e:
         print(f"lapps: cannot start: {e}", file=sys.stderr)
         return 1

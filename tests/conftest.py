@@ -187,7 +187,8 @@ class ServerFactory:
 
     def __call__(self, services: dict[str, dict[str, Any]] | None = None, *, lua: dict[str, str] | None = None,
                  settings: dict[str, Any] | None = None, workers: int = 1, listeners: int = 1,
-                 wait: bool = True, env: dict[str, str] | None = None) -> Server:
+                 wait: bool = True, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> Server:
         """Start a server. `services` are `[services.NAME]` tables (default: just echo; echo is
         always copied and is added when missing, since readiness is checked on /echo);
         `lua` maps a test service name to its source; `settings` overlays other sections."""
@@ -200,7 +201,7 @@ class ServerFactory:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lapps", "--config", str(config), "--port", str(port),
-                 "--workers", str(workers), "--listeners", str(listeners)],
+                 "--workers", str(workers), "--listeners", str(listeners), *(extra_args or [])],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env={**os.environ, **(env or {})})
         # a worker killed with SIGABRT (stuck heartbeat) must not drop a core file in the repo

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from lapps.config import Config, ServiceConfig
 from lapps.ipc.bus import Broadcast, BusError, MqrClient, worker_node
-from lapps.ipc.slots import SlotWriter
+from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   error_response, validate_outgoing)
 from lapps.lua.runtime import LuaError, describe_lua_error
@@ -58,11 +58,11 @@ class Loop(Protocol):
 class ServiceHost:
     """Hosts one instance of every reactive service for one IO worker."""
 
-    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int) -> None:
+    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock) -> None:
         self.loop = loop
         self.config = config
         self.log = loop.log
-        self.bus = Broadcast(master_pid, config.server.workers, worker_node(index))
+        self.bus = Broadcast(master_pid, slots, worker_node(index))
         self.mqr = MqrClient(master_pid)
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer

@@ -12,7 +12,7 @@ import prctl
 from lapps.config import Config
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
 from lapps.ipc.slots import SlotBlock
-from lapps.logs import configure
+from lapps.logs import name_process, reopen_logs
 from lapps.lua.service import ServiceBootError
 
 from .worker import IOWorker, install_signal_wakeup
@@ -28,7 +28,7 @@ def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotB
     prctl.set_proctitle(f"lapps: worker {number}")
     prctl.set_name(f"lapps-worker-{number}"[:15])
     prctl.set_pdeathsig(signal.SIGTERM)
-    configure(f"worker {number}", logging.getLogger().level)
+    name_process(f"worker {number}")
     log = logging.getLogger("lapps.worker")
     wake_r, wake_w = install_signal_wakeup()
     slot = slots.writer(index)
@@ -36,7 +36,7 @@ def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotB
     if os.getppid() != master_pid:        # the master died before PDEATHSIG was armed
         return 0
     channel.setblocking(False)
-    worker = IOWorker(index, config, channel, slot, wake_r, log, master_pid)
+    worker = IOWorker(index, config, channel, slot, wake_r, log, master_pid, slots)
     try:
         worker.load_services()
     except ServiceBootError as e:

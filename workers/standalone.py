@@ -16,23 +16,25 @@ import prctl
 from lapps.config import Config
 from lapps.ipc.bus import Broadcast, BusError, MqrClient
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
+from lapps.ipc.slots import SlotBlock
 from lapps.lapps_protocol import encode, validate_outgoing
-from lapps.logs import configure
+from lapps.logs import name_process, reopen_logs
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ServiceBootError, StandaloneService
 
 
-def standalone_main(name: str, instance: int, config: Config, master_pid: int) -> int:
+def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, master_pid: int) -> int:
     """Run instance `instance` (0-based) of standalone service `name`; returns the exit status."""
     label = f"{name}#{instance + 1}"
     prctl.set_proctitle(f"lapps: service {label}")
     prctl.set_name(f"lapps-{name}"[:15])
     prctl.set_pdeathsig(signal.SIGTERM)
-    configure(f"service {label}", logging.getLogger().level)
+    name_process(f"service {label}")
     log = logging.getLogger("lapps.service")
     stopping = []
     signal.signal(signal.SIGTERM, lambda s, f: stopping.append(s))
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the master decides what a Ctrl-C means
+    signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
     if os.getppid() != master_pid:
         return 0
 
@@ -40,7 +42,7 @@ def standalone_main(name: str, instance: int, config: Config, master_pid: int) -
         return bool(stopping)
 
     svc = config.services[name]
-    bus = Broadcast(master_pid, config.server.workers)
+    bus = Broadcast(master_pid, slots)
     mqr = MqrClient(master_pid, must_stop)
 
     def publish(channel: int, message: object) -> object:

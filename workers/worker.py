@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from lapps.config import Config
 from lapps.ipc.channel import receive_sockets, report_closed
-from lapps.ipc.slots import SlotWriter, WorkerState
+from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
+from lapps.logs import reopen_logs
 from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
 from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
@@ -41,11 +42,12 @@ class IOWorker:
     """Owns the client sockets handed over by the master and runs their services."""
 
     def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
-                 wakeup: socket.socket, log: logging.Logger, master_pid: int) -> None:
+                 wakeup: socket.socket, log: logging.Logger, master_pid: int, slots: SlotBlock) -> None:
         self.index = index
         self.config = config
         self.channel = channel
         self.slot = slot
+        slot.services = service_indexes(config.services)   # per-service connection counters
         self.wakeup = wakeup
         self.log = log
         lim = config.limits
@@ -62,12 +64,14 @@ class IOWorker:
         self.timers: list[tuple[float, int, int, Connection]] = []
         self.timer_seq = 0
         self.aux: dict[int, Callable[[], None]] = {}      # fd → handler, for non-client fds
-        self.host = ServiceHost(self, config, index, master_pid)
+        self.host = ServiceHost(self, config, index, master_pid, slots)
         self.tls_context = server_context(config.server.tls) if needs_tls(config.server) else None
         self.handler_base = 0
         self.handler_seq = 0
         self.stopping = False
         self.stop_deadline = 0.0
+        self.draining = False
+        self.drain_deadline = 0.0
         self.now = time.monotonic()                     # the loop turn's clock
         self.next_sweep = 0.0
         self.high_water = lim.max_outbound_buffer // 2  # stop reading from a peer this far behind
@@ -134,6 +138,8 @@ class IOWorker:
                 self._sweep(now)
             if self.ended_peers:
                 self._report_ended()
+            if self.draining and not self.stopping and (not conns or now >= self.drain_deadline):
+                self._begin_stop()
             if self.stopping and (not conns or now >= self.stop_deadline):
                 return self._finish_stop()
             self.slot.publish(now)
@@ -293,6 +299,7 @@ class IOWorker:
         conn.handler = self.handler_base | self.handler_seq
         conn.service = route
         conn.opened = True
+        self.slot.upgraded(svc.name)
         self.by_handler[conn.handler] = conn
         proto.on_message = self.host.dispatcher(conn, route)
         # frames pipelined behind the request reach the service inside accept()
@@ -303,6 +310,7 @@ class IOWorker:
         """The WebSocket is over (close handshake done or failed): tell the service."""
         if conn.opened:
             conn.opened = False
+            self.slot.ws_closed(conn.service.config.name, conn.proto.close_code, conn.proto.close_received)
             self.by_handler.pop(conn.handler, None)
             self.host.forget(conn)
 
@@ -339,6 +347,8 @@ class IOWorker:
             return
         conn.proto.on_message = None      # break the conn → proto → callback → conn cycle
         self._ended(conn.peer)
+        if not conn.handler:
+            self.slot.handshake_failed(conn.proto.close_code)
         if conn.proto.state < State.OPEN:
             self.slot.handshakes -= 1
         self.slot.connections -= 1
@@ -461,6 +471,21 @@ class IOWorker:
                 raise SystemExit(0)
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self._begin_stop()
+            elif signum == signal.SIGUSR2:
+                self._begin_drain()
+            elif signum == signal.SIGUSR1:
+                reopen_logs()
+
+    def _begin_drain(self) -> None:
+        """The master replaced this worker (reload, SIGTTOU): it gets no new connections;
+        the open ones go on until they end or drain_timeout passes, then close with 1001."""
+        if self.draining or self.stopping:
+            return
+        self.draining = True
+        self.slot.state = WorkerState.DRAINING
+        self.drain_deadline = time.monotonic() + self.config.server.drain_timeout
+        self.log.info("draining %d connection(s), for %gs at most", len(self.conns),
+                      self.config.server.drain_timeout)
 
     def _begin_stop(self) -> None:
         """Graceful stop: take no more sockets, close every WebSocket with 1001."""
@@ -497,7 +522,7 @@ def install_signal_wakeup() -> tuple[socket.socket, socket.socket]:
     rsock.setblocking(False)
     wsock.setblocking(False)
     signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-    for sig in (signal.SIGTERM, signal.SIGQUIT):
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, lambda s, f: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     return rsock, wsock

@@ -24,11 +24,15 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
+from .slots import SlotBlock, WorkerState
+
 _POST, _WANT, _TRY, _CANCEL, _MSG, _EMPTY = b"P", b"W", b"T", b"C", b"M", b"E"
 _CHANNEL = struct.Struct("!q")
+_PEERS_TTL = 1.0               # seconds a publisher trusts its list of workers
 BUS_BUFFER = 4 * 1024 * 1024   # socket buffers: the largest packet, and the backlog in bytes
 MAX_QUEUE = 100_000            # messages waiting in one mqr queue before posts are dropped
 
@@ -71,8 +75,11 @@ class Broadcast:
     `links_in` (their packets); `accept()` and `receive(sock)` handle each.
     """
 
-    def __init__(self, master_pid: int, workers: int, node: str | None = None) -> None:
-        self.peers = [endpoint(master_pid, worker_node(i)) for i in range(workers)]
+    def __init__(self, master_pid: int, slots: SlotBlock, node: str | None = None) -> None:
+        self.master_pid = master_pid
+        self.slots = slots
+        self.peers: list[bytes] = []
+        self.peers_at = -_PEERS_TTL
         self.links_out: dict[bytes, socket.socket] = {}
         self.listener = _listen(endpoint(master_pid, node)) if node is not None else None
         self.dropped = 0   # packets a peer could not take (buffer full, or no such worker now)
@@ -87,6 +94,9 @@ class Broadcast:
         packet = _CHANNEL.pack(channel) + payload
         if len(packet) > BUS_BUFFER // 2:
             raise BusError(f"broadcast message of {len(payload)} bytes is over the bus limit")
+        now = time.monotonic()
+        if now - self.peers_at > _PEERS_TTL:
+            self._find_peers(now)
         for peer in self.peers:
             link = self.links_out.get(peer) or self._connect(peer)
             if link is None:
@@ -100,6 +110,16 @@ class Broadcast:
                 link.close()        # the worker died; its successor gets a new link next time
                 del self.links_out[peer]
                 self.dropped += 1
+
+    def _find_peers(self, now: float) -> None:
+        """The workers that may hold subscribers, read from the shared slots: the set
+        changes with respawns, reloads and SIGTTIN/SIGTTOU, so it is looked up again
+        every `_PEERS_TTL` seconds rather than fixed at start."""
+        self.peers_at = now
+        self.peers = [endpoint(self.master_pid, worker_node(i)) for i, slot in enumerate(self.slots.snapshot())
+                      if slot.state in (WorkerState.RUNNING, WorkerState.DRAINING)]
+        for gone in set(self.links_out) - set(self.peers):
+            self.links_out.pop(gone).close()
 
     def _connect(self, peer: bytes) -> socket.socket | None:
         s = _packet_socket()

@@ -18,22 +18,26 @@ from dataclasses import dataclass
 
 import prctl
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..logs import reopen_logs
 from ..ipc.bus import MqrBroker
 from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
 from ..ipc.slots import SlotBlock, WorkerState
 from .acl import Acl
 from .listeners import Dispatcher, bind_listener, start_listeners
+from .sdnotify import sd_notify
 
 # (index, config, worker end of the channel, slot block, master pid) -> exit status
 WorkerTarget = Callable[[int, Config, socket.socket, SlotBlock, int], int]
-# (service name, instance index, config, master pid) -> exit status
-ServiceTarget = Callable[[str, int, Config, int], int]
+# (service name, instance index, config, slot block, master pid) -> exit status
+ServiceTarget = Callable[[str, int, Config, SlotBlock, int], int]
 
 _TICK = 0.25                  # seconds between supervision passes
 _ABORT_GRACE = 2.0            # seconds between SIGABRT and SIGKILL for a stuck worker
 _MAX_BACKOFF = 5.0            # seconds: ceiling of the respawn delay of a crashing slot
 _HEALTHY_AFTER = 10.0         # seconds alive after which a worker's crash streak is forgotten
+_MIN_SLOTS = 16               # worker slots in the shared block, at least
+DRAIN_SIGNAL = signal.SIGUSR2  # master -> worker: take no more, finish within drain_timeout, exit
 
 
 def _describe_exit(code: int) -> str:
@@ -48,13 +52,15 @@ class HaltServer(Exception):
 class WorkerProc:
     """The master's record of the process in one worker slot."""
 
-    index: int
+    index: int                   # its slot in the shared block (and its bus name)
+    generation: int = 0          # the config generation it runs (a reload starts a new one)
     pid: int = 0
     channel: socket.socket | None = None
     started: float = 0.0
     crashes: int = 0             # consecutive early deaths, for the backoff
     respawn_at: float = 0.0      # 0: no respawn pending
     aborted_at: float = 0.0      # when SIGABRT was sent for a stale heartbeat
+    draining: bool = False       # told to finish its connections and exit (reload, SIGTTOU)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class ServiceProc:
     started: float = 0.0
     crashes: int = 0
     respawn_at: float = 0.0
+    retired: bool = False        # replaced by a reload: not restarted when it exits
 
     @property
     def label(self) -> str:
@@ -96,15 +103,24 @@ class Arbiter:
     """Runs the server until a stop; `run()` returns the exit status."""
 
     def __init__(self, config: Config, worker_target: WorkerTarget, service_target: ServiceTarget,
-                 log_level: str | int = "INFO") -> None:
+                 log_level: str | int = "INFO", reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.worker_target = worker_target
         self.service_target = service_target
         self.log_level = log_level
+        self.reload_config = reload_config
         self.log = logging.getLogger("lapps.master")
         n = config.server.workers
-        self.slots = SlotBlock(n)
+        # room for a second generation during a reload and for SIGTTIN
+        self.slots = SlotBlock(max(_MIN_SLOTS, 4 * n))
+        self.generation = 0
+        self.target_workers = n
         self.workers = [WorkerProc(i) for i in range(n)]
+        self.reloading = False
+        self.serving = False        # the first generation has run: boot failures no longer halt
+        self.previous: tuple[Config, int, int] | None = None
+        self.actions = {signal.SIGHUP: self._reload, signal.SIGTTIN: self._add_worker,
+                        signal.SIGTTOU: self._remove_worker, signal.SIGUSR1: self._reopen_logs}
         self.services = [ServiceProc(name, i) for name in start_order(config)
                          for i in range(config.services[name].instances)]
         self.broker: MqrBroker | None = None
@@ -117,7 +133,17 @@ class Arbiter:
         self.exit_status = 0
 
     def _channel(self, index: int) -> socket.socket | None:
-        return self.workers[index].channel
+        for w in self.workers:
+            if w.index == index:
+                return w.channel
+        return None
+
+    def _free_slot(self) -> int:
+        used = {w.index for w in self.workers}
+        for i in range(self.slots.count):
+            if i not in used:
+                return i
+        raise RuntimeError("no free worker slot")
 
     # ------------------------------------------------------------------ start
 
@@ -137,7 +163,8 @@ class Arbiter:
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGHUP,
+                    signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
             signal.signal(sig, lambda s, f: None)
         for ip, port, tls in addresses:
             self.log.info("listening on %s://%s:%d with %d listener(s)", "wss" if tls else "ws",
@@ -187,7 +214,8 @@ class Arbiter:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
+            for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD, signal.SIGHUP,
+                        signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
                 signal.signal(sig, signal.SIG_DFL)
             for s in self.listen_socks:
                 s.close()
@@ -228,7 +256,7 @@ class Arbiter:
     def _spawn_service(self, sp: ServiceProc) -> None:
         master_pid = os.getpid()
         sp.pid = self._fork(f"service {sp.label}",
-                            lambda: self.service_target(sp.name, sp.instance, self.config, master_pid))
+                            lambda: self.service_target(sp.name, sp.instance, self.config, self.slots, master_pid))
         sp.started = time.monotonic()
         sp.respawn_at = 0.0
         self.log.info("service %s started (pid %d)", sp.label, sp.pid)
@@ -265,6 +293,7 @@ class Arbiter:
                     return
                 continue
             self._check_heartbeats(now)
+            self._check_generation()
             for w in self.workers:
                 if w.pid == 0 and w.respawn_at and now >= w.respawn_at:
                     self._spawn(w)
@@ -288,6 +317,8 @@ class Arbiter:
     def _handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
             return   # _reap runs every pass anyway
+        if signum in self.actions and not self.stopping:
+            return self.actions[signum]()
         if signum == signal.SIGQUIT or (signum == signal.SIGINT and self.stopping):
             self.log.info("%s: stopping now", signal.Signals(signum).name)
             self._begin_stop(immediate=True)
@@ -297,6 +328,7 @@ class Arbiter:
 
     def _begin_stop(self, immediate: bool) -> None:
         if not self.stopping:
+            sd_notify("STOPPING=1")
             self.stop_event.set()           # listeners stop accepting
             for s in self.listen_socks:
                 s.close()
@@ -307,6 +339,115 @@ class Arbiter:
         else:
             self._kill_all(signal.SIGTERM)
             self.stop_deadline = time.monotonic() + self.config.server.shutdown_timeout + 2.0
+
+    # ------------------------------------------------------------------ generations
+
+    def _check_generation(self) -> None:
+        """Once the current generation is all running: announce readiness the first time,
+        and after a reload drain the previous generation (never before: a reload must not
+        leave a moment without a running worker)."""
+        current = [w for w in self.workers if w.generation == self.generation and not w.draining]
+        if not current or any(self.slots.read(w.index).state != WorkerState.RUNNING for w in current):
+            return
+        if not self.serving:
+            self.serving = True
+            sd_notify(f"READY=1\nSTATUS=serving with {len(current)} workers")
+        if self.reloading:
+            self.reloading = False
+            old = [w for w in self.workers if w.generation != self.generation and not w.draining]
+            for w in old:
+                self._drain(w)
+            self.log.info("reload done: generation %d serves, %d old worker(s) draining (up to %gs)",
+                          self.generation, len(old), self.config.server.drain_timeout)
+            sd_notify(f"READY=1\nSTATUS=serving with {len(current)} workers")
+
+    def _drain(self, w: WorkerProc) -> None:
+        w.draining = True
+        if w.pid:
+            self._signal(w, DRAIN_SIGNAL)
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the config and the Lua services into a new generation of workers.
+
+        The listening sockets stay, so no connection attempt is refused; the old workers
+        keep serving until the new ones run, then finish their connections (drain_timeout).
+        A config that does not load is logged and changes nothing.
+        """
+        if self.reload_config is None or self.reloading:
+            self.log.warning("SIGHUP ignored: %s", "a reload is in progress" if self.reloading
+                             else "no config file to re-read")
+            return
+        sd_notify("RELOADING=1")
+        try:
+            new = self.reload_config()
+        except ConfigError as e:
+            self.log.error("reload refused, the running generation keeps serving: %s", e)
+            sd_notify("READY=1")
+            return
+        old_srv, new_srv = self.config.server, new.server
+        if (old_srv.ip, old_srv.port, old_srv.tls.enabled, old_srv.endpoints) != \
+                (new_srv.ip, new_srv.port, new_srv.tls.enabled, new_srv.endpoints):
+            self.log.warning("reload: listening addresses and TLS on/off change only with a restart")
+        self.previous = (self.config, self.generation, self.target_workers)
+        self.config = new
+        self.dispatcher.config = new
+        self.generation += 1
+        self.target_workers = new.server.workers
+        self.reloading = True
+        self.log.info("SIGHUP: reloading into generation %d", self.generation)
+        for _ in range(new.server.workers):
+            w = WorkerProc(self._free_slot(), self.generation)
+            self.workers.append(w)
+            self._spawn(w)
+        for sp in self.services:
+            sp.retired = True
+            if sp.pid:
+                self._signal(sp, signal.SIGTERM)
+        self.services += [ServiceProc(name, i) for name in start_order(new)
+                          for i in range(new.services[name].instances)]
+        for sp in self.services:
+            if not sp.retired:
+                self._spawn_service(sp)
+
+    def _abort_reload(self, why: str) -> None:
+        """The new generation cannot boot: drop it and go on with the old one."""
+        self.log.error("reload failed (%s): generation %d keeps serving", why, self.generation - 1)
+        failed = self.generation
+        self.config, self.generation, self.target_workers = self.previous
+        self.dispatcher.config = self.config
+        self.reloading = False
+        for w in self.workers:
+            if w.generation == failed:
+                w.draining = True
+                if w.pid:
+                    self._signal(w, signal.SIGKILL)
+        sd_notify("READY=1")
+
+    def _add_worker(self) -> None:
+        """SIGTTIN: one worker more in the current generation."""
+        self.target_workers += 1
+        w = WorkerProc(self._free_slot(), self.generation)
+        self.workers.append(w)
+        self._spawn(w)
+        self.log.info("SIGTTIN: %d workers", self.target_workers)
+
+    def _remove_worker(self) -> None:
+        """SIGTTOU: one worker less; the newest drains its connections and exits."""
+        current = [w for w in self.workers if w.generation == self.generation and not w.draining]
+        if len(current) <= 1:
+            self.log.warning("SIGTTOU ignored: one worker is the minimum")
+            return
+        self.target_workers -= 1
+        self._drain(current[-1])
+        self.log.info("SIGTTOU: %d workers (worker %d drains)", self.target_workers, current[-1].index + 1)
+
+    def _reopen_logs(self) -> None:
+        """SIGUSR1: reopen log files (after logrotate moved them), here and in every child."""
+        reopen_logs()
+        for child in (*self.workers, *self.services):
+            if child.pid:
+                self._signal(child, signal.SIGUSR1)
+        self.log.info("SIGUSR1: log files reopened")
 
     def _reap(self) -> None:
         while True:
@@ -332,7 +473,17 @@ class Arbiter:
         code = os.waitstatus_to_exitcode(status)
         if self.stopping:
             return
-        if code == EXIT_BOOT_FAILURE or (slot.state == WorkerState.BOOTING and code > 0):
+        boot_failed = code == EXIT_BOOT_FAILURE or (slot.state == WorkerState.BOOTING and code > 0)
+        if w.draining or w.generation != self.generation:
+            self.workers.remove(w)          # drained, retired or a failed reload: not replaced
+            self.slots.reset(w.index)
+            self.dispatcher.reset(w.index)
+            self.log.info("worker %d (generation %d) exited with %s", w.index + 1, w.generation,
+                          _describe_exit(code))
+            return
+        if boot_failed and self.reloading:
+            return self._abort_reload(f"worker {w.index + 1} could not boot; see the error above")
+        if boot_failed and not self.serving:
             raise HaltServer(f"worker {w.index + 1} could not boot (exit status {code}): "
                              "stopping the server; see the error above")
         self.slots.reset(w.index)
@@ -344,6 +495,9 @@ class Arbiter:
         """A standalone instance never takes the server down: it is restarted, with backoff."""
         pid, sp.pid = sp.pid, 0
         if self.stopping:
+            return
+        if sp.retired:
+            self.services.remove(sp)
             return
         code = os.waitstatus_to_exitcode(status)
         delay = self._backoff(sp)
@@ -371,7 +525,7 @@ class Arbiter:
                     self._signal(w, signal.SIGKILL)
                 continue
             slot = self.slots.read(w.index)
-            if slot.state == WorkerState.RUNNING and now - slot.heartbeat > timeout:
+            if slot.state in (WorkerState.RUNNING, WorkerState.DRAINING) and now - slot.heartbeat > timeout:
                 self.log.error("worker %d (pid %d) missed its heartbeat for %.1fs: aborting it",
                                w.index + 1, w.pid, now - slot.heartbeat)
                 w.aborted_at = now
