@@ -325,6 +325,8 @@ class IOWorker:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             return self._drop(conn)
+        if self.stopping:
+            return self._release(conn)   # a stop does not wait on peers that keep TCP open
         self._timer(self.close_timeout or 1.0, _T_LINGER, conn)
 
     def _eof(self, conn: Connection) -> None:
@@ -501,6 +503,8 @@ class IOWorker:
                 self.close_connection(conn, CloseCode.GOING_AWAY, "server shutting down")
             elif state < State.OPEN:
                 self._drop(conn)
+            elif conn.lingering:
+                self._release(conn)
 
     def _finish_stop(self) -> int:
         for conn in list(self.conns.values()):
