@@ -71,3 +71,13 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .venv-autobahn .venv-autobahn-tool reports build dist *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# Debian package: dist/lapps_<version>_<arch>.deb, a venv under /usr/lib/lapps plus config, unit,
+# services (packaging/README.md). `deb-test` installs it, runs it as the lapps user, purges it
+# (as root; about a minute and a half once the .deb exists).
+.PHONY: deb deb-test
+deb:
+	packaging/build-deb.sh
+
+deb-test:
+	tests/package/test_deb.sh

@@ -389,6 +389,7 @@ os.register_at_fork(after_in_child=_close_in_child)
 class _AdminHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64   # probes and scrapes may come in bursts
 
     def __init__(self, address: tuple[str, int], observer: Observer) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET

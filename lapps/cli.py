@@ -17,7 +17,9 @@ from .tls import needs_tls, server_context
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lapps", description="LAppS: WebSocket application server for Lua services")
+    p = argparse.ArgumentParser(prog="lapps", description="LAppS: WebSocket application server for Lua services",
+                                epilog="lapps status [--admin HOST:PORT] [--config PATH]: per-worker counters "
+                                       "of a running server (see lapps status --help)")
     p.add_argument("--config", metavar="PATH",
                    help="config file (default: $LAPPS_CONFIG, else the shipped etc/lapps.toml)")
     p.add_argument("--workers", type=int, metavar="N", help="IO worker processes (server.workers)")
@@ -49,6 +51,10 @@ def config_problems(config: Config) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:   # `lapps status ...`: a client of the admin endpoint, not a server
+        from .admin import status_main
+        return status_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure("master", args.log_level, args.log_file, args.log_format == "json")
     path = args.config or default_config_path()

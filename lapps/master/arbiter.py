@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import prctl
 
+from ..admin import AdminServer, start_admin
 from ..config import Config, ConfigError
 from ..logs import reopen_logs
 from ..ipc.bus import MqrBroker
@@ -60,6 +61,7 @@ class WorkerProc:
     crashes: int = 0             # consecutive early deaths, for the backoff
     respawn_at: float = 0.0      # 0: no respawn pending
     aborted_at: float = 0.0      # when SIGABRT was sent for a stale heartbeat
+    restarts: int = 0            # respawns after an unexpected exit (lapps_worker_restarts_total)
     draining: bool = False       # told to finish its connections and exit (reload, SIGTTOU)
 
 
@@ -124,6 +126,7 @@ class Arbiter:
         self.services = [ServiceProc(name, i) for name in start_order(config)
                          for i in range(config.services[name].instances)]
         self.broker: MqrBroker | None = None
+        self.admin: AdminServer | None = None
         self.listen_socks: list[socket.socket] = []
         self.stop_event = threading.Event()
         self.dispatcher = Dispatcher(config, self.slots, self._channel)
@@ -177,6 +180,7 @@ class Arbiter:
         self.broker = MqrBroker(os.getpid(), self.stop_event)
         self.broker.start()
         try:
+            self.admin = start_admin(self)   # [admin]: /metrics, /healthz, /readyz, /status
             for w in self.workers:
                 self._spawn(w)
             for sp in self.services:
@@ -193,6 +197,8 @@ class Arbiter:
             self._kill_all(signal.SIGKILL)
             self._reap_all(2.0)
         finally:
+            if self.admin is not None:
+                self.admin.stop()
             self.stop_event.set()
             for s in self.listen_socks:
                 s.close()
@@ -487,6 +493,7 @@ class Arbiter:
             raise HaltServer(f"worker {w.index + 1} could not boot (exit status {code}): "
                              "stopping the server; see the error above")
         self.slots.reset(w.index)
+        w.restarts += 1
         delay = self._backoff(w)
         self.log.warning("worker %d (pid %d) exited with %s; respawning in %.1fs",
                          w.index + 1, slot.pid or 0, _describe_exit(code), delay)
