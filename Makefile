@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test autobahn autobahn-full bench certs clean system-deps venv
+.PHONY: run test autobahn autobahn-full bench soak certs clean system-deps venv
 
 # python-prctl compiles against libcap; the venv needs python3-venv on Debian's own Python.
 system-deps:
@@ -64,6 +64,11 @@ $(CERTS)/localhost.crt:
 		-CAcreateserial -days 825 -extfile $(CERTS)/ext.cnf -out $(CERTS)/localhost.crt 2>/dev/null
 	rm -f $(CERTS)/localhost.csr $(CERTS)/ext.cnf $(CERTS)/ca.srl
 	@echo "wrote $(CERTS)/ca.crt (trust this one) and $(CERTS)/localhost.crt, $(CERTS)/localhost.key"
+
+# A long mixed-traffic run (not in make test): thousands of clients, slow readers, garbage
+# senders, churn; reports RSS per worker, messages lost (must be 0) and close codes.
+soak: $(STAMP)
+	$(PY) soak/soak.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/bench_frames.py

@@ -197,7 +197,8 @@ class ServiceHost:
                 return False, b"text message is not valid UTF-8"
         elif opcode != _BINARY:
             return False, b"opcode must be 1 (text) or 2 (binary)"
-        if len(conn.proto.out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+        out = conn.proto.out
+        if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
             return False, b"outbound buffer full"
         if not conn.proto.send(opcode, data):
             return False, b"connection is closing"
@@ -217,7 +218,8 @@ class ServiceHost:
         except ValueError as e:
             return False, str(e).encode()
         data = encode(message)
-        if len(conn.proto.out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+        out = conn.proto.out
+        if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
             return False, b"outbound buffer full"
         if not conn.proto.send(_BINARY, data):
             return False, b"connection is closing"
@@ -304,7 +306,8 @@ class ServiceHost:
                 conn = by_handler.get(handler)
                 if conn is None:
                     continue
-                if len(conn.proto.out) > limit and not self.loop.make_room(conn):
+                out = conn.proto.out
+                if out and len(out) > limit and not self.loop.make_room(conn):
                     continue   # a slow subscriber misses it ("drop") or is being closed ("close")
                 if conn.proto.send_frame(frame):
                     slot.messages_out += 1

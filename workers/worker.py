@@ -190,6 +190,10 @@ class IOWorker:
             except OSError:
                 return self._drop(conn)
             self.slot.bytes_out += n
+            if n and conn.want_write:
+                # bytes that were stuck went out: the peer's window opened, so it reads
+                # (slowly): as good as an answer to a ping
+                conn.last_read = self.now
             del out[:n]
             if out:
                 # the peer reads slower than we write: wait for EPOLLOUT, and past the high
@@ -421,7 +425,11 @@ class IOWorker:
                 if conn.last_read >= conn.ping_sent:
                     conn.ping_sent = 0.0                     # answered (any bytes count)
                 elif timeout and now - conn.ping_sent > timeout:
-                    self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
+                    if conn.paused:   # it stopped reading: a close frame could not reach it
+                        self.log.info("dropping %s (handler %d): it stopped reading, %d bytes unsent",
+                                      conn.peer, conn.handler, len(proto.out))
+                    else:
+                        self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
                     self._drop(conn)
                     continue
             if interval and not conn.ping_sent:
