@@ -27,7 +27,6 @@ import socket
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 import weakref
 from collections import deque
@@ -76,35 +75,7 @@ class _Procs:
     def forget_others(self, live: set[int]) -> None:
         for pid in list(self.handles):
             if pid not in live:
-                del self.handles[pid]
-
-
-class Refusals:
-    """Handshakes the master itself refuses (429 per-address cap, 503 every worker full).
-
-    The listeners answer those without a worker, so no slot sees them. The admin wraps the
-    dispatcher's `dispatch` (the one call the listeners make per accepted socket) and
-    counts its outcomes; the master's own memory is enough, as only the master reads it.
-    """
-
-    def __init__(self, dispatcher: Any) -> None:
-        from .master.listeners import ALL_FULL, IP_LIMIT
-        self.by_outcome = {ALL_FULL: "503", IP_LIMIT: "429"}
-        self.counts = {"429": 0, "503": 0}
-        self.lock = threading.Lock()
-        if dispatcher is None:
-            return
-        inner = dispatcher.dispatch
-
-        def dispatch(*args: Any, **kwargs: Any) -> int:
-            outcome = inner(*args, **kwargs)
-            status = self.by_outcome.get(outcome)
-            if status is not None:
-                with self.lock:
-                    self.counts[status] += 1
-            return outcome
-
-        dispatcher.dispatch = dispatch
+                self.handles.pop(pid, None)
 
 
 class Observer:
@@ -118,7 +89,6 @@ class Observer:
         except psutil.Error:
             self.started = time.time()
         self.procs = _Procs()
-        self.refusals = Refusals(getattr(arbiter, "dispatcher", None))
         # (time, {key: (pid, messages in, messages out, CPU seconds)}); key: "master",
         # ("worker", slot index) or ("service", label)
         self.history: deque[tuple[float, dict[Any, tuple[int, int, int, float | None]]]] = deque()
@@ -291,7 +261,7 @@ class LappsCollector:
         now = time.monotonic()
         rows = obs.workers()
 
-        def family(kind: type, name: str, doc: str, labels: list[str]):
+        def family(kind: type, name: str, doc: str, labels: list[str]) -> Any:
             return kind(name, doc, labels=labels)
 
         conns = family(GaugeMetricFamily, "lapps_connections",
@@ -355,9 +325,7 @@ class LappsCollector:
             if proc:
                 rss.add_metric([f"worker {label}"], proc[0])
                 cpu.add_metric([f"worker {label}"], proc[1])
-        with obs.refusals.lock:
-            refused = dict(obs.refusals.counts)
-        for status, n in refused.items():
+        for status, n in obs.arbiter.dispatcher.refusals().items():
             handshakes.add_metric(["master", status], n)
         for sp in list(getattr(obs.arbiter, "services", ())):
             proc = obs.procs.sample(sp.pid)

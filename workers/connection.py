@@ -18,7 +18,7 @@ class Connection:
     __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
                  "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors",
                  "tls", "tls_pending", "mask", "paused", "last_read", "last_message", "seen",
-                 "ping_sent", "ping_every", "tokens", "tokens_at")
+                 "ping_sent", "ping_every", "tokens", "tokens_at", "handshaking")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
         self.sock = sock
@@ -45,3 +45,4 @@ class Connection:
         self.ping_every = 0.0             # its ping interval, jittered so pings do not bunch
         self.tokens = 0.0                 # message-rate bucket (max_messages_per_second)
         self.tokens_at = 0.0
+        self.handshaking = False          # counted in the slot's handshakes in progress

@@ -34,6 +34,7 @@ _OUT = select.EPOLLOUT
 # timer kinds: what to check about a connection when its deadline passes
 _T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
 _SWEEP_EVERY = 1.0       # seconds between keepalive/idle sweeps
+_DRAIN_QUIET = 0.5       # seconds a draining worker still takes sockets already sent to it
 _REPORT_BATCH = 2000     # ended connections per report to the master
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
 
@@ -72,6 +73,7 @@ class IOWorker:
         self.stop_deadline = 0.0
         self.draining = False
         self.drain_deadline = 0.0
+        self.drain_quiet = 0.0
         self.now = time.monotonic()                     # the loop turn's clock
         self.next_sweep = 0.0
         self.high_water = lim.max_outbound_buffer // 2  # stop reading from a peer this far behind
@@ -138,7 +140,8 @@ class IOWorker:
                 self._sweep(now)
             if self.ended_peers:
                 self._report_ended()
-            if self.draining and not self.stopping and (not conns or now >= self.drain_deadline):
+            if self.draining and not self.stopping and now >= self.drain_quiet and (
+                    not conns or now >= self.drain_deadline):
                 self._begin_stop()
             if self.stopping and (not conns or now >= self.stop_deadline):
                 return self._finish_stop()
@@ -254,6 +257,7 @@ class IOWorker:
         self.ep.register(conn.fd, _IN)
         self.slot.connections += 1
         self.slot.handshakes += 1
+        conn.handshaking = True
         if self.handshake_timeout:   # a total: TLS and the upgrade together
             self._timer(self.handshake_timeout, _T_HANDSHAKE, conn)
 
@@ -289,6 +293,7 @@ class IOWorker:
     def _route(self, conn: Connection, req) -> None:
         """Mount an upgrade request on its service, or answer it with an HTTP error."""
         proto = conn.proto
+        conn.handshaking = False
         self.slot.handshakes -= 1
         route = self.host.routes.get(req.path)
         if route is None:
@@ -355,7 +360,7 @@ class IOWorker:
         self._ended(conn.peer)
         if not conn.handler:
             self.slot.handshake_failed(conn.proto.close_code)
-        if conn.proto.state < State.OPEN:
+        if conn.handshaking:
             self.slot.handshakes -= 1
         self.slot.connections -= 1
         self.slot.backlog -= conn.backlog
@@ -494,6 +499,8 @@ class IOWorker:
         self.draining = True
         self.slot.state = WorkerState.DRAINING
         self.drain_deadline = time.monotonic() + self.config.server.drain_timeout
+        # sockets the master sent just before it retired this worker may still be in flight
+        self.drain_quiet = time.monotonic() + _DRAIN_QUIET
         self.log.info("draining %d connection(s), for %gs at most", len(self.conns),
                       self.config.server.drain_timeout)
 

@@ -369,6 +369,7 @@ class Arbiter:
 
     def _drain(self, w: WorkerProc) -> None:
         w.draining = True
+        self.dispatcher.retire(w.index)
         if w.pid:
             self._signal(w, DRAIN_SIGNAL)
 

@@ -64,13 +64,26 @@ class Dispatcher:
         self.per_ip_cap = config.limits.max_connections_per_ip
         self.per_ip: Counter[str] = Counter()                        # live connections by address
         self.per_worker: list[Counter[str]] = [Counter() for _ in range(slots.count)]
+        self.refused = {IP_LIMIT: 0, ALL_FULL: 0}   # what the listeners answered themselves
+        self.retired: set[int] = set()               # slots told to drain: no new connections
         self.log = logging.getLogger("lapps.listener")
+
+    def refusals(self) -> dict[str, int]:
+        """Handshakes the master answered itself, by HTTP status (for the metrics)."""
+        with self.lock:
+            return {"429": self.refused[IP_LIMIT], "503": self.refused[ALL_FULL]}
+
+    def retire(self, index: int) -> None:
+        """Slot `index` drains: send it nothing more, even before its slot says so."""
+        with self.lock:
+            self.retired.add(index)
 
     def reset(self, index: int) -> None:
         """A new process took slot `index`: nothing is in flight to it, and the connections
         its predecessor held are gone."""
         with self.lock:
             self.sent[index] = 0
+            self.retired.discard(index)
             self.per_ip -= self.per_worker[index]
             self.per_worker[index].clear()
 
@@ -89,17 +102,19 @@ class Dispatcher:
         cfg = self.config
         with self.lock:
             if self.per_ip_cap and self.per_ip[peer] >= self.per_ip_cap:
+                self.refused[IP_LIMIT] += 1
                 return IP_LIMIT
             snapshot = self.slots.snapshot()
             queued = [max(0, self.sent[i] - s.taken) for i, s in enumerate(snapshot)]
             self.rr = (self.rr + 1) % len(snapshot)
-            excluded: set[int] = set()
+            excluded = set(self.retired)
             while True:
                 for i in excluded:
                     queued[i] = cfg.server.max_connections   # treat as full for this pick
                 i = pick_worker(snapshot, queued, cfg.server.max_connections,
                                 cfg.balancer.connection_weight, cfg.balancer.backlog_weight, self.rr)
                 if i is None:
+                    self.refused[ALL_FULL] += 1
                     return ALL_FULL
                 chan = self.channels(i)
                 if chan is not None:
