@@ -76,6 +76,7 @@ class ServerConfig:
     tls: TLSConfig
     acl: ACLConfig
     endpoints: tuple[EndpointConfig, ...] = ()
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,7 @@ _SERVER = _Section(ServerConfig, {
     "tls": _TLS,
     "acl": _ACL,
     "endpoints": _Field([], _endpoints),
+    "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),

@@ -131,3 +131,12 @@ def test_broadcasts_reach_the_new_generation_after_a_reload(lapps_server):
     with connect(f"ws://127.0.0.1:{server.port}/echo_lapps") as c:
         c.request("subscribe", [login(c)])
         assert c.next_oon(5, timeout=5)
+
+
+def test_access_log_has_a_line_per_upgrade_attempt(lapps_server):
+    server = lapps_server(settings={"server": {"access_log": True}})
+    assert ask(server, "x", "/echo") == b"x"
+    with pytest.raises(Exception):
+        connect(url(server, "/nowhere"), timeout=5)
+    server.wait_log(r"access 127\.0\.0\.1 /echo 101 \d+\.\dms")
+    server.wait_log(r"access 127\.0\.0\.1 /nowhere 404 \d+\.\dms")

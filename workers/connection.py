@@ -18,7 +18,7 @@ class Connection:
     __slots__ = ("sock", "fd", "peer", "proto", "handler", "service",
                  "dirty", "want_write", "lingering", "opened", "backlog", "channels", "lapps_errors",
                  "tls", "tls_pending", "mask", "paused", "last_read", "last_message", "seen",
-                 "ping_sent", "ping_every", "tokens", "tokens_at", "handshaking")
+                 "ping_sent", "ping_every", "tokens", "tokens_at", "handshaking", "adopted_at")
 
     def __init__(self, sock: socket.socket, peer: str, proto: ServerProtocol) -> None:
         self.sock = sock
@@ -46,3 +46,4 @@ class Connection:
         self.tokens = 0.0                 # message-rate bucket (max_messages_per_second)
         self.tokens_at = 0.0
         self.handshaking = False          # counted in the slot's handshakes in progress
+        self.adopted_at = 0.0             # loop time it was taken from the master (access log)

@@ -81,6 +81,7 @@ class IOWorker:
         self.ping_timeout = lim.ping_timeout
         self.idle_timeout = lim.idle_timeout
         self.per_ip_cap = lim.max_connections_per_ip
+        self.access_log = config.server.access_log
         self.ended_peers: list[str] = []                # to report to the master (per-IP cap)
 
     # ------------------------------------------------------------------ boot
@@ -253,7 +254,7 @@ class IOWorker:
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         conn.mask = _IN
-        conn.last_read = self.now
+        conn.last_read = conn.adopted_at = self.now
         self.ep.register(conn.fd, _IN)
         self.slot.connections += 1
         self.slot.handshakes += 1
@@ -314,6 +315,14 @@ class IOWorker:
         # frames pipelined behind the request reach the service inside accept()
         proto.accept(svc.subprotocols, route.extra_headers, svc.max_inbound_message_size,
                      self.config.workers.auto_fragment, svc.permessage_deflate)
+        if self.access_log:
+            self._access(conn, 101)
+
+    def _access(self, conn: Connection, status: int | None) -> None:
+        """The access log line of one upgrade attempt: peer, target, status, time taken."""
+        req = conn.proto.request
+        self.log.info("access %s %s %s %.1fms", conn.peer, req.target if req else "-",
+                      status or "-", (time.monotonic() - conn.adopted_at) * 1000)
 
     def _closed(self, conn: Connection) -> None:
         """The WebSocket is over (close handshake done or failed): tell the service."""
@@ -360,6 +369,9 @@ class IOWorker:
         self._ended(conn.peer)
         if not conn.handler:
             self.slot.handshake_failed(conn.proto.close_code)
+            if self.access_log:
+                code = conn.proto.close_code
+                self._access(conn, code if code is not None and code < 1000 else None)
         if conn.handshaking:
             self.slot.handshakes -= 1
         self.slot.connections -= 1
