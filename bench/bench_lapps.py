@@ -66,13 +66,14 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from harness import HOST, die_with_parent, free_port, percentile, raise_nofile  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
 from lapps.ws.deflate import parse_extensions  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
 
-HOST = "127.0.0.1"
 TEXT, BINARY = 1, 2
 MSG_SIZE = 277                        # bytes per echo message (the original LAppS benchmark)
 RAW_PAYLOAD = (b"LAppS-bench " * 24)[:MSG_SIZE]
@@ -114,23 +115,6 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------- the server
 
 
-def raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (the server inherits it); the new limits."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft == resource.RLIM_INFINITY or soft >= want:
-        return soft, hard
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ValueError, OSError):
-        pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 CONFIG = """\
@@ -201,15 +185,6 @@ def client_tls_context(certs: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certs / "ca.crt"))
 
 
-def _die_with_parent() -> None:
-    """In the server's master before exec: SIGTERM it if this script dies (kill -9 included),
-    so that no server outlives its benchmark (its workers already die with the master)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
 
 class Server:
     """One `python -m lapps` in its own session (process group) with the bench config.
@@ -243,7 +218,7 @@ class Server:
                 [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(main_port),
                  "--workers", str(workers)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent)
+                start_new_session=True, preexec_fn=die_with_parent)
         self.pid = self.proc.pid
         self.procs: list[psutil.Process] = []
 
@@ -934,12 +909,6 @@ def recv_or_fail(pipe: Any, timeout: float, what: str) -> Any:
         raise RuntimeError(f"no answer from a client process within {timeout} s ({what})")
     return pipe.recv()
 
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    i = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[i]
 
 
 def machine_busy() -> tuple[float, float, float]:

@@ -76,11 +76,12 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
+from harness import HOST, die_with_parent, free_port, percentile, raise_nofile  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_PONG, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
 
-HOST = "127.0.0.1"
 TEXT, BINARY, CONT, CLOSE, PING = 1, 2, 0, 8, 9
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 RESULTS = REPO / "soak" / "results.json"
@@ -95,28 +96,7 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (the server and the clients inherit it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < want:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def percentile(sorted_values: Any, q: float) -> float:
-    if not len(sorted_values):
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 # ---------------------------------------------------------------------------- the server
@@ -151,14 +131,6 @@ preload = ["time", "murmur"]
 """
 
 
-def _die_with_parent() -> None:
-    """In the server's master before exec: SIGTERM it if this script dies."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
 
 class Server:
     """One `python -m lapps` in its own session (process group)."""
@@ -180,7 +152,7 @@ class Server:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
         self.pid = self.proc.pid
         self.master = psutil.Process(self.pid)
         self.workers_seen: dict[int, str] = {}      # pid -> name, every child ever seen
