@@ -78,8 +78,8 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 # Debian package: dist/lapps_<version>_<arch>.deb, a venv under /usr/lib/lapps plus config, unit,
-# services (packaging/README.md). `deb-test` installs it, runs it as the lapps user, purges it
-# (as root; about a minute and a half once the .deb exists).
+# services (packaging/README.md; about 30 s). `deb-test` (root) builds it if missing, installs it,
+# runs it as the lapps user on port 15083, echoes through it, then removes and purges it (~15 s).
 .PHONY: deb deb-test
 deb:
 	packaging/build-deb.sh
