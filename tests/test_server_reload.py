@@ -63,6 +63,7 @@ def test_reload_swaps_the_lua_code_without_refusing_a_connection(lapps_server):
     finally:
         stop.set()
         t.join()
+    print(f"\nreload: {successes[0]} connections during the reload, {len(failures)} failed")
     assert failures == [], f"{len(failures)} failed of {successes[0] + len(failures)}: {failures[:3]}"
     assert successes[0] > 10
     kept.send_text("old")
