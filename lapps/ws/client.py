@@ -240,11 +240,8 @@ class ClientProtocol:
 
     def _start_reject(self) -> None:
         lengths = _values(self.headers, "content-length")
-        if lengths:
-            try:
-                self._body_len = int(lengths[0])
-            except ValueError:
-                self._body_len = None
+        if lengths and lengths[0].strip().isdigit():   # digits only: not "-1", "+5" or "1_0"
+            self._body_len = int(lengths[0])
         self.state = State.REJECTED
         self._check_body()
 

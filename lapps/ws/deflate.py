@@ -67,10 +67,13 @@ class DeflateError(Exception):
     """The peer's compressed data cannot be accepted; `code` is the close code to fail with
     (1009: the message inflates past the size limit, 1007: not valid DEFLATE data)."""
 
-    def __init__(self, reason: str, code: int):
+    def __init__(self, reason: str, code: int, inflated: list[bytes] | None = None):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.inflated = inflated or []   # what this call inflated (within the limit) before failing:
+        #                            a text message's UTF-8 check sees it first, so the close
+        #                            code does not depend on how the payload was split
 
 
 def worth_compressing(n: int) -> bool:
@@ -361,7 +364,7 @@ class Deflate:
                 part = d.decompress(buf, limit)
                 if len(part) > room:
                     raise DeflateError(f"message inflates to more than {max_size} bytes",
-                                       CloseCode.MESSAGE_TOO_BIG)
+                                       CloseCode.MESSAGE_TOO_BIG, [*parts, part[:room]])
                 room -= len(part)
                 if part:
                     parts.append(part)
@@ -379,7 +382,7 @@ class Deflate:
                 else:
                     buf = d.unconsumed_tail   # input zlib had no output room for yet
         except zlib.error as e:
-            raise DeflateError(f"invalid compressed data: {e}", CloseCode.INVALID_DATA) from None
+            raise DeflateError(f"invalid compressed data: {e}", CloseCode.INVALID_DATA, parts) from None
         self._size = max_size - room
         return b"".join(parts)
 

@@ -45,6 +45,7 @@ _CLOSE = Opcode.CLOSE.value
 _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_BAD_UTF8 = "invalid UTF-8 in text message"   # one reason, whichever path found it
 
 
 class State(IntEnum):
@@ -214,7 +215,7 @@ class ServerProtocol:
                         try:
                             payload.decode("utf-8")
                         except UnicodeDecodeError:
-                            return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
+                            return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
                     if self.state == State.OPEN:
                         self.messages += 1
                         if self.on_message is None:
@@ -260,14 +261,13 @@ class ServerProtocol:
                 if last:
                     chunk += self.deflate.end_message(self.max_message_size)
             except DeflateError as e:
+                # bytes inflated before the failure are checked first, as they would have
+                # been had the payload arrived in smaller pieces
+                if self._msg_opcode == _TEXT and not all(map(self._utf8_ok, e.inflated)):
+                    return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
                 return self._fail(e.code, e.reason)
-        if self._msg_opcode == _TEXT:
-            if self._utf8 is None:
-                self._utf8 = _Utf8Decoder()
-            try:
-                self._utf8.decode(chunk, False)
-            except UnicodeDecodeError:
-                return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
+        if self._msg_opcode == _TEXT and not self._utf8_ok(chunk):
+            return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
         self._parts.append(chunk)
         if not last:
             return
@@ -275,7 +275,7 @@ class ServerProtocol:
             try:
                 self._utf8.decode(b"", True)
             except UnicodeDecodeError:
-                return self._fail(CloseCode.INVALID_DATA, "truncated UTF-8 at end of text message")
+                return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
             self._utf8 = None
         payload = b"".join(self._parts)
         self._parts.clear()
@@ -287,6 +287,16 @@ class ServerProtocol:
                 self.events.append((opcode, payload))
             else:
                 self.on_message(opcode, payload)
+
+    def _utf8_ok(self, chunk: bytes) -> bool:
+        """Feed the next bytes of a text message to its incremental UTF-8 check."""
+        if self._utf8 is None:
+            self._utf8 = _Utf8Decoder()
+        try:
+            self._utf8.decode(chunk, False)
+            return True
+        except UnicodeDecodeError:
+            return False
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
