@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test autobahn autobahn-full bench soak certs clean system-deps venv
+.PHONY: run test autobahn autobahn-full bench soak fuzz certs clean system-deps venv
 
 # python-prctl compiles against libcap; the venv needs python3-venv on Debian's own Python.
 system-deps:
@@ -65,6 +65,13 @@ $(CERTS)/localhost.crt:
 	rm -f $(CERTS)/localhost.csr $(CERTS)/ext.cnf $(CERTS)/ca.srl
 	@echo "wrote $(CERTS)/ca.crt (trust this one) and $(CERTS)/localhost.crt, $(CERTS)/localhost.key"
 
+# Coverage-guided fuzzing (atheris) of every parser of peer bytes, FUZZ_SECONDS per target;
+# falls back to hypothesis where no atheris wheel installs. CI runs it briefly.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	@$(PY) -m pip install -q --only-binary=:all: atheris 2>/dev/null || echo "fuzz: no atheris wheel here; using the hypothesis fallback"
+	$(PY) fuzz/run.py all --seconds $(FUZZ_SECONDS) --quiet
+
 # A long mixed-traffic run (not in make test): thousands of clients, slow readers, garbage
 # senders, churn; reports RSS per worker, messages lost (must be 0) and close codes.
 soak: $(STAMP)
@@ -86,3 +93,57 @@ deb:
 
 deb-test:
 	tests/package/test_deb.sh
+
+# C++ load client on websocketpp (Boost.Asio, OpenSSL for wss://): bench/client/lapps-bench-client
+# (bench/client/README.md). Installs its Debian packages when missing, like system-deps.
+BENCH_CLIENT := bench/client/lapps-bench-client
+.PHONY: bench-client
+bench-client:
+	@if ! { [ -f /usr/include/websocketpp/client.hpp ] && [ -f /usr/include/boost/asio.hpp ] && \
+		[ -f /usr/include/boost/system/error_code.hpp ] && [ -f /usr/include/openssl/ssl.h ] && \
+		command -v g++ >/dev/null; }; then \
+		echo "installing system packages (libwebsocketpp-dev, libboost-dev, libboost-system-dev, libssl-dev, g++)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			libwebsocketpp-dev libboost-dev libboost-system-dev libssl-dev g++ >/dev/null; \
+	fi
+	@$(MAKE) --no-print-directory $(BENCH_CLIENT)
+
+$(BENCH_CLIENT): bench/client/lapps_bench_client.cpp
+	g++ -O2 -std=c++17 -Wall -Wextra -o $@ $< -lssl -lcrypto -pthread
+
+# LAppS against peer echo servers (bench/run_peers.py; bench/README.md, "Against peers"): installs
+# what is missing (Debian packages, the peers' own venv bench/peers/.venv, node's ws into
+# bench/peers/node_modules), builds the websocketpp peer and the C++ client, then runs it
+# (~15 min; ARGS="--quick" for a 2-minute smoke run). `bench-peers-setup` only installs and builds.
+PEERS    := bench/peers
+PEERS_PY := $(PEERS)/.venv/bin/python
+.PHONY: bench-peers bench-peers-setup
+bench-peers: bench-peers-setup
+	$(PEERS_PY) bench/run_peers.py $(ARGS)
+
+bench-peers-setup: $(STAMP) bench-client $(PEERS)/.venv/.installed $(PEERS)/node_modules/ws/package.json \
+		$(PEERS)/websocketpp_server
+
+$(PEERS)/.venv/.installed: $(PEERS)/requirements.txt
+	$(MAKE) system-deps
+	$(PYTHON) -m venv $(PEERS)/.venv
+	$(PEERS_PY) -m pip install -q --upgrade pip
+	$(PEERS_PY) -m pip install -q -r $(PEERS)/requirements.txt
+	touch $@
+
+$(PEERS)/node_modules/ws/package.json: $(PEERS)/package.json
+	@if ! command -v npm >/dev/null; then \
+		echo "installing system packages (nodejs, npm)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	npm install --prefix $(PEERS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(PEERS)/websocketpp_server: $(PEERS)/websocketpp_server.cpp
+	@if ! { [ -f /usr/include/websocketpp/server.hpp ] && [ -f /usr/include/boost/asio.hpp ] && \
+		[ -f /usr/include/boost/system/error_code.hpp ] && command -v g++ >/dev/null; }; then \
+		echo "installing system packages (libwebsocketpp-dev, libboost-dev, libboost-system-dev, g++)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			libwebsocketpp-dev libboost-dev libboost-system-dev g++ >/dev/null; \
+	fi
+	g++ -O2 -std=c++17 -Wall -Wextra -o $@ $< -lboost_system -pthread
