@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listeners", type=int, metavar="N", help="accept loops (server.listeners)")
     p.add_argument("--port", type=int, help="listening port (server.port)")
     p.add_argument("--ip", help="listening address (server.ip)")
+    p.add_argument("--admin-port", type=int, metavar="N", help="admin HTTP port (admin.port; 0 = off)")
     p.add_argument("--check-config", action="store_true", help="validate the config and exit (0 good, 1 bad)")
     p.add_argument("--print-config", action="store_true", help="print the merged config as TOML and exit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     configure("master", args.log_level, args.log_file, args.log_format == "json")
     path = args.config or default_config_path()
     overrides = {"server.workers": args.workers, "server.listeners": args.listeners,
-                 "server.port": args.port, "server.ip": args.ip}
+                 "server.port": args.port, "server.ip": args.ip, "admin.port": args.admin_port}
     def read_config() -> Config:
         """The config as the flags say; again on SIGHUP. Raises ConfigError."""
         config = load_config(path, overrides)

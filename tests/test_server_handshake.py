@@ -99,3 +99,11 @@ def test_server_acl_closes_a_refused_address_before_reading_a_byte(lapps_server)
     server.wait_log("serving")
     with RawClient.open(server.port) as c:
         c.expect_tcp_close(timeout=3)
+
+
+def test_a_tls_client_hello_on_a_plain_port_gets_400_at_once(server):
+    """Not a GET: answered when the first bytes arrive, not after handshake_timeout."""
+    with RawClient.open(server.port) as c:
+        c.send_raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        status_line, _ = c.read_head(timeout=1)
+        assert status_line.startswith("HTTP/1.1 400")

@@ -121,6 +121,10 @@ class ServerProtocol:
         head = self._head
         head += data
         try:
+            if head[:4] != b"GET "[:len(head)]:
+                # an upgrade is a GET: anything else (a TLS ClientHello on a plain port, a
+                # POST, garbage) is answered at once instead of waiting for the timeout
+                raise HandshakeError(400, "not a WebSocket upgrade: expected GET")
             end = find_head_end(head)
             if end < 0:
                 if len(head) > self.max_handshake_size:
