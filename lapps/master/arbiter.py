@@ -35,6 +35,7 @@ ServiceTarget = Callable[[str, int, Config, SlotBlock, int], int]
 
 _TICK = 0.25                  # seconds between supervision passes
 _ABORT_GRACE = 2.0            # seconds between SIGABRT and SIGKILL for a stuck worker
+_STALE_CONFIRM = 1.0          # seconds a stale heartbeat must stay stale before the abort
 _MAX_BACKOFF = 5.0            # seconds: ceiling of the respawn delay of a crashing slot
 _HEALTHY_AFTER = 10.0         # seconds alive after which a worker's crash streak is forgotten
 _MIN_SLOTS = 16               # worker slots in the shared block, at least
@@ -61,6 +62,7 @@ class WorkerProc:
     crashes: int = 0             # consecutive early deaths, for the backoff
     respawn_at: float = 0.0      # 0: no respawn pending
     aborted_at: float = 0.0      # when SIGABRT was sent for a stale heartbeat
+    stale_since: float = 0.0     # when the master first saw its heartbeat stale
     restarts: int = 0            # respawns after an unexpected exit (lapps_worker_restarts_total)
     draining: bool = False       # told to finish its connections and exit (reload, SIGTTOU)
 
@@ -256,7 +258,7 @@ class Arbiter:
         pid = self._fork(f"worker {w.index + 1}", run)
         worker_end.close()
         w.pid, w.channel, w.started = pid, master_end, time.monotonic()
-        w.respawn_at = w.aborted_at = 0.0
+        w.respawn_at = w.aborted_at = w.stale_since = 0.0
         self.log.info("worker %d started (pid %d)", w.index + 1, pid)
 
     def _spawn_service(self, sp: ServiceProc) -> None:
@@ -533,9 +535,18 @@ class Arbiter:
                     self._signal(w, signal.SIGKILL)
                 continue
             slot = self.slots.read(w.index)
-            if slot.state in (WorkerState.RUNNING, WorkerState.DRAINING) and now - slot.heartbeat > timeout:
-                self.log.error("worker %d (pid %d) missed its heartbeat for %.1fs: aborting it",
-                               w.index + 1, w.pid, now - slot.heartbeat)
+            if slot.state not in (WorkerState.RUNNING, WorkerState.DRAINING) or now - slot.heartbeat <= timeout:
+                w.stale_since = 0.0
+                continue
+            # The slot is read without a lock, so one reading can be torn (a new state with
+            # an old heartbeat): a worker is aborted only when a second look, a second
+            # later, still finds it stale.
+            if not w.stale_since:
+                w.stale_since = now
+            elif now - w.stale_since >= _STALE_CONFIRM:
+                self.log.error("worker %d (pid %d) missed its heartbeat for %.1fs (slot: state %s, "
+                               "heartbeat %.3f, now %.3f): aborting it", w.index + 1, w.pid,
+                               now - slot.heartbeat, slot.state.name, slot.heartbeat, now)
                 w.aborted_at = now
                 self._signal(w, signal.SIGABRT)
 

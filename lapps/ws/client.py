@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from enum import IntEnum
@@ -47,6 +48,8 @@ from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_co
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
 from .handshake import accept_key
 from .protocol import EV_CLOSED
+
+_DIGITS = re.compile(r"[0-9]+")
 
 EV_OPEN = 0x102
 EV_REJECTED = 0x103
@@ -240,7 +243,7 @@ class ClientProtocol:
 
     def _start_reject(self) -> None:
         lengths = _values(self.headers, "content-length")
-        if lengths and lengths[0].strip().isdigit():   # digits only: not "-1", "+5" or "1_0"
+        if lengths and _DIGITS.fullmatch(lengths[0].strip()):   # not "-1", "+5", "1_0" or "²"
             self._body_len = int(lengths[0])
         self.state = State.REJECTED
         self._check_body()

@@ -46,6 +46,7 @@ _PING = Opcode.PING.value
 _PONG = Opcode.PONG.value
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 _BAD_UTF8 = "invalid UTF-8 in text message"   # one reason, whichever path found it
+_BAD_COMPRESSED_TEXT = "invalid UTF-8 or DEFLATE data in compressed text message"
 
 
 class State(IntEnum):
@@ -265,13 +266,17 @@ class ServerProtocol:
                 if last:
                     chunk += self.deflate.end_message(self.max_message_size)
             except DeflateError as e:
-                # bytes inflated before the failure are checked first, as they would have
-                # been had the payload arrived in smaller pieces
-                if self._msg_opcode == _TEXT and not all(map(self._utf8_ok, e.inflated)):
-                    return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
+                # Bytes inflated before the failure are checked first, as they would have
+                # been had the payload arrived in smaller pieces. In a compressed text message
+                # bad UTF-8 and bad DEFLATE data are one fault (1007, one reason): which one
+                # shows first depends on the read boundaries (zlib drops the output of a call
+                # that fails), and the answer must not.
+                if self._msg_opcode == _TEXT and (e.code == CloseCode.INVALID_DATA
+                                                  or not all(map(self._utf8_ok, e.inflated))):
+                    return self._fail(CloseCode.INVALID_DATA, _BAD_COMPRESSED_TEXT)
                 return self._fail(e.code, e.reason)
         if self._msg_opcode == _TEXT and not self._utf8_ok(chunk):
-            return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
+            return self._fail(CloseCode.INVALID_DATA, _BAD_COMPRESSED_TEXT if self._compressed else _BAD_UTF8)
         self._parts.append(chunk)
         if not last:
             return
