@@ -197,6 +197,10 @@ class ServiceHost:
                 return False, b"text message is not valid UTF-8"
         elif opcode != _BINARY:
             return False, b"opcode must be 1 (text) or 2 (binary)"
+        return self._queue(conn, opcode, data)
+
+    def _queue(self, conn: Connection, opcode: int, data: bytes) -> Any:
+        """Queue one message for `conn` within its outbound buffer's limit; never blocks."""
         out = conn.proto.out
         if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
             return False, b"outbound buffer full"
@@ -217,15 +221,7 @@ class ServiceHost:
             validate_outgoing(message)
         except ValueError as e:
             return False, str(e).encode()
-        data = encode(message)
-        out = conn.proto.out
-        if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
-            return False, b"outbound buffer full"
-        if not conn.proto.send(_BINARY, data):
-            return False, b"connection is closing"
-        self.loop.slot.messages_out += 1
-        self.loop.mark_dirty(conn)
-        return True
+        return self._queue(conn, _BINARY, encode(message))
 
     def close(self, handler: Any, code: Any = None, reason: Any = None) -> Any:
         """`ws:close(handler, code[, reason])`: start the closing handshake."""
