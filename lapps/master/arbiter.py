@@ -330,7 +330,7 @@ class Arbiter:
         if signum == signal.SIGQUIT or (signum == signal.SIGINT and self.stopping):
             self.log.info("%s: stopping now", signal.Signals(signum).name)
             self._begin_stop(immediate=True)
-        elif signum in (signal.SIGTERM, signal.SIGINT):
+        elif signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
             self.log.info("%s: graceful stop", signal.Signals(signum).name)
             self._begin_stop(immediate=False)
 
