@@ -144,18 +144,17 @@ def decode_message(data: bytes | bytearray | memoryview, max_depth: int = 32) ->
     Raises LappsError(PARSE_ERROR) or LappsError(INVALID_REQUEST), see the module docstring;
     nothing else for any input (hypothesis-tested).
     """
+    fp = io.BytesIO(data)
     decoder = cbor2.CBORDecoder(
-        io.BytesIO(data), max_depth=max_depth, semantic_decoders=_EVERY_TAG,
+        fp, max_depth=max_depth, semantic_decoders=_EVERY_TAG,
         tag_hook=_refuse_tag, strict_hashable_types=True, allow_duplicate_keys=False)
     try:
         message = decoder.decode()
     except cbor2.CBORDecodeError as exc:
         raise _parse_error(exc) from None
-    try:                        # the item must end the message: nothing may follow it
-        decoder.read(1)
-    except cbor2.CBORDecodeEOF:
-        pass
-    else:
+    # the item must end the message: nothing may follow it (asked of the stream's position,
+    # not by reading on: an exception per good message would cost more than the decode)
+    if fp.tell() != len(data):
         raise LappsError(PARSE_ERROR, "parse error: bytes follow the CBOR item")
     return _classify(message), message
 
