@@ -16,6 +16,7 @@ EXIT_BOOT_FAILURE = 78
 
 _HEADER = struct.Struct("!HB")   # listener id, TLS flag; the peer's address follows
 _CLOSED = b"C"                     # worker -> master: connections from these addresses ended
+_CHANNEL_BUFFER = 4 * 1024 * 1024  # bytes of sockets in flight to one worker
 
 
 def make_channel() -> tuple[socket.socket, socket.socket]:
@@ -23,6 +24,13 @@ def make_channel() -> tuple[socket.socket, socket.socket]:
     stuck worker, and a listener must not hang on it."""
     master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     master_end.setblocking(False)
+    # each passed socket holds about 1 KiB of the send buffer until the worker takes it: the
+    # default buffer (about 280 sockets) is one busy moment of a worker at thousands of
+    # accepts per second
+    try:
+        master_end.setsockopt(socket.SOL_SOCKET, 32, _CHANNEL_BUFFER)   # SO_SNDBUFFORCE (root)
+    except OSError:
+        master_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CHANNEL_BUFFER)
     return master_end, worker_end
 
 

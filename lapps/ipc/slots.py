@@ -1,7 +1,7 @@
 """Shared-memory counters: one fixed-layout slot per worker, one writer per slot.
 
 The block is an anonymous shared `mmap` made by the master before it forks, so every
-child inherits the same pages. A worker writes only its own slot (one `pack_into` per
+child inherits the same pages. A worker writes only its own slot (one packed copy per
 loop turn); the master and `lapps status` only read. There are no locks: a reader may
 see a slot mid-update, which for counters and a heartbeat is harmless (the next read is
 right), and the balancer's decisions are advisory anyway.
@@ -10,7 +10,7 @@ A slot has two parts. The core (pid, state, heartbeat, the load figures the bala
 reads, the message and byte counters) is written every loop turn. The tables (handshake
 results by HTTP status, close codes sent and received, open WebSockets per service)
 change only when a connection opens or ends, so the writer packs them only on a turn
-where one of them changed: still one `pack_into` per turn, of the whole slot or of its
+where one of them changed: still one copy per turn, of the whole slot or of its
 core, and a message costs nothing more than before.
 """
 
@@ -137,7 +137,7 @@ class SlotWriter:
     """The worker's handle on its own slot: plain attributes, published in one write.
 
     The worker bumps the attributes as it goes (cheap Python int arithmetic) and calls
-    `publish()` once per loop turn, so the shared memory costs one `pack_into` a turn
+    `publish()` once per loop turn, so the shared memory costs one copy a turn
     however many messages the turn handled. The tables are bumped through the methods
     below (once per connection event), which mark them for the next `publish()`.
     """
@@ -207,13 +207,18 @@ class SlotWriter:
     def publish(self, now: float) -> None:
         """Write every counter and the heartbeat `now` (time.monotonic()) to the slot: the
         whole slot when a table changed since the last publish, else only its core."""
+        # pack() then one slice copy, never pack_into() on the shared page: pack_into zeroes
+        # the whole span before it writes the fields, and a reader in that moment saw state
+        # EMPTY (the balancer answered 503) or heartbeat 0.0 (the master aborted a healthy
+        # worker). A copy can only show each byte old or new.
         if self.tables_dirty:
             self.tables_dirty = False
-            _LAYOUT.pack_into(self._mem, self._offset, self.pid, self.state, now, self.connections,
-                              self.handshakes, self.taken, self.messages_in, self.messages_out,
-                              self.bytes_in, self.bytes_out, self.backlog, self.lua_errors,
-                              self.dropped, *self.tables)
+            data = _LAYOUT.pack(self.pid, self.state, now, self.connections,
+                                self.handshakes, self.taken, self.messages_in, self.messages_out,
+                                self.bytes_in, self.bytes_out, self.backlog, self.lua_errors,
+                                self.dropped, *self.tables)
         else:
-            _CORE.pack_into(self._mem, self._offset, self.pid, self.state, now, self.connections,
-                            self.handshakes, self.taken, self.messages_in, self.messages_out,
-                            self.bytes_in, self.bytes_out, self.backlog, self.lua_errors, self.dropped)
+            data = _CORE.pack(self.pid, self.state, now, self.connections,
+                              self.handshakes, self.taken, self.messages_in, self.messages_out,
+                              self.bytes_in, self.bytes_out, self.backlog, self.lua_errors, self.dropped)
+        self._mem[self._offset:self._offset + len(data)] = data

@@ -22,7 +22,9 @@ from .acl import Acl
 from .balancer import pick_worker
 
 _ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop flag
-DISPATCHED, ALL_FULL, IP_LIMIT = 0, 1, 2   # what became of an accepted socket
+DISPATCHED, ALL_FULL, IP_LIMIT, CHANNELS_BUSY = 0, 1, 2, 3   # what became of an accepted socket
+_BUSY_RETRY = 0.005      # seconds between tries while every worker's channel is full
+_BUSY_PATIENCE = 1.0     # seconds a listener waits on full channels before answering 503
 
 
 def bind_listener(ip: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -68,6 +70,12 @@ class Dispatcher:
         self.retired: set[int] = set()               # slots told to drain: no new connections
         self.log = logging.getLogger("lapps.listener")
 
+    def give_up(self) -> int:
+        """A listener waited its patience out on full channels: it answers 503."""
+        with self.lock:
+            self.refused[ALL_FULL] += 1
+        return ALL_FULL
+
     def refusals(self) -> dict[str, int]:
         """Handshakes the master answered itself, by HTTP status (for the metrics)."""
         with self.lock:
@@ -108,12 +116,15 @@ class Dispatcher:
             queued = [max(0, self.sent[i] - s.taken) for i, s in enumerate(snapshot)]
             self.rr = (self.rr + 1) % len(snapshot)
             excluded = set(self.retired)
+            busy = False
             while True:
                 for i in excluded:
                     queued[i] = cfg.server.max_connections   # treat as full for this pick
                 i = pick_worker(snapshot, queued, cfg.server.max_connections,
                                 cfg.balancer.connection_weight, cfg.balancer.backlog_weight, self.rr)
                 if i is None:
+                    if busy:
+                        return CHANNELS_BUSY
                     self.refused[ALL_FULL] += 1
                     return ALL_FULL
                 chan = self.channels(i)
@@ -125,8 +136,10 @@ class Dispatcher:
                             self.per_ip[peer] += 1
                             self.per_worker[i][peer] += 1
                         return DISPATCHED
-                    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                        pass   # stuck or dying worker: try the next one
+                    except BlockingIOError:
+                        busy = True    # a worker behind on taking sockets: try the next one
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass           # a dying worker: try the next one
                 excluded.add(i)
 
 
@@ -162,6 +175,15 @@ class Listener(threading.Thread):
                 if not self.acl.allows(addr[0]):
                     continue
                 outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
+                waited = 0.0
+                while outcome == CHANNELS_BUSY and waited < _BUSY_PATIENCE:
+                    # the workers are behind, not full: hold this accept (the kernel's backlog
+                    # holds the next ones) rather than refuse a client a worker can take soon
+                    self.stop.wait(_BUSY_RETRY)
+                    waited += _BUSY_RETRY
+                    outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
+                if outcome == CHANNELS_BUSY:
+                    outcome = self.dispatcher.give_up()
                 if outcome != DISPATCHED and not self.tls:   # no TLS in the master: no answer on wss
                     client.settimeout(1.0)
                     try:
