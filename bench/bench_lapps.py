@@ -40,12 +40,10 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import multiprocessing as mp
 import os
 import platform
-import resource
 import selectors
 import shutil
 import signal
@@ -68,7 +66,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import HOST, die_with_parent, free_port, percentile, raise_nofile  # noqa: E402
+from harness import (HOST, die_with_parent, free_port, log, percentile, raise_nofile,  # noqa: E402
+                     save_results)
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
 from lapps.ws.deflate import parse_extensions  # noqa: E402
@@ -108,13 +107,7 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 MP = mp.get_context("fork")
 
 
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
 # ---------------------------------------------------------------------------- the server
-
-
 
 
 CONFIG = """\
@@ -183,7 +176,6 @@ def make_certs(folder: Path) -> Path:
 def client_tls_context(certs: Path) -> ssl.SSLContext:
     """What a careful client uses: verify the server against the development CA."""
     return ssl.create_default_context(cafile=str(certs / "ca.crt"))
-
 
 
 class Server:
@@ -910,7 +902,6 @@ def recv_or_fail(pipe: Any, timeout: float, what: str) -> Any:
     return pipe.recv()
 
 
-
 def machine_busy() -> tuple[float, float, float]:
     """CPU seconds of the whole machine so far: (busy, interrupts (softirq + irq: loopback
     TCP is partly processed there, outside any process), steal)."""
@@ -1289,9 +1280,7 @@ def main(argv: list[str] | None = None) -> int:
     report = table(meta, echo, fan)
     print()
     print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"meta": meta, "echo": echo, "fanout": fan, "table": report}, indent=2) + "\n")
-    log(f"\nresults: {args.output}")
+    save_results(args.output, {"meta": meta, "echo": echo, "fanout": fan, "table": report})
     return 0 if (fan is None or fan["all_reached"]) else 1
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import os
 import platform
@@ -46,7 +45,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_lapps import (MP, READ, WRITE, BlockingClient, ClientPool, Server, log,  # noqa: E402
                          recv_or_fail, split)
-from harness import HOST, percentile, raise_nofile  # noqa: E402
+from harness import HOST, percentile, raise_nofile, save_results  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 
 TEXT = 1
@@ -77,7 +76,6 @@ def setup_main(port: int, seconds: float, in_flight: int, start_at: float, pipe:
     live = 0
 
     def err(a: Attempt, why: str) -> None:
-        nonlocal live
         errors[why] = errors.get(why, 0) + 1
         done(a)
 
@@ -429,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     report = table(meta, setup, idle)
     print()
     print(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"meta": meta, "setup": setup, "idle": idle, "table": report}, indent=2) + "\n")
-    log(f"\nresults: {args.output}")
+    save_results(args.output, {"meta": meta, "setup": setup, "idle": idle, "table": report})
     bad = any(r["error_count"] for r in setup) or (idle is not None and idle["opened"] != args.idle)
     return 1 if bad else 0
 

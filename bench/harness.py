@@ -3,15 +3,29 @@ things every multi-process load generator on this machine needs."""
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 import prctl
 
 HOST = "127.0.0.1"   # load scripts talk to loopback only
+
+
+def log(msg: str) -> None:
+    """Progress for a person watching: printed at once, whatever the buffering."""
+    print(msg, flush=True)
+
+
+def save_results(path: Path, results: Any) -> None:
+    """Write `results` as JSON to `path` (bench/results/ by default) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    log(f"\nresults: {path}")
 
 
 def raise_nofile() -> tuple[int, int]:

@@ -48,14 +48,12 @@ from __future__ import annotations
 import argparse
 import errno
 import heapq
-import json
 import math
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import platform
 import random
-import resource
 import selectors
 import shutil
 import signal
@@ -78,7 +76,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import HOST, die_with_parent, free_port, percentile, raise_nofile  # noqa: E402
+from harness import (HOST, die_with_parent, free_port, log, percentile, raise_nofile,  # noqa: E402
+                     save_results)
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_PONG, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
 
@@ -90,13 +89,6 @@ MAX_OUTBOUND = 1 << 20
 PING_INTERVAL = PING_TIMEOUT = HANDSHAKE_TIMEOUT = 5
 TCP_ESTABLISHED, TCP_CLOSE, TCP_CLOSE_WAIT = 1, 7, 8
 SAMPLE_LIMIT = 20
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-
 
 
 # ---------------------------------------------------------------------------- the server
@@ -129,7 +121,6 @@ protocol = "lapps"
 request_target = "/echo_lapps"
 preload = ["time", "murmur"]
 """
-
 
 
 class Server:
@@ -729,7 +720,7 @@ class Normal:
         st["bytes_sent"] += len(payload)
 
     def burst(self, ws: WS) -> None:
-        proc, pay, rng = self.proc, self.pay, self.proc.rng
+        pay, rng = self.pay, self.proc.rng
         for _ in range(rng.choice((1, 1, 1, 1, 2, 3))):
             self.seq += 1
             n = pay.size()
@@ -1797,9 +1788,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_cpu_s": round(sum(r["cpu_s"] for r in results), 1),
     })
     print_report(report)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    log(f"\nresults: {args.output}")
+    save_results(args.output, report)
     if args.keep or not report["ok"]:
         log(f"server log and config kept in {root}")
     else:
