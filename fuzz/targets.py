@@ -44,6 +44,7 @@ from lapps.ws.client import State as ClientState
 from lapps.ws.constants import MAX_CONTROL_PAYLOAD, CloseCode
 from lapps.ws.frames import encode_frame
 from lapps.ws.handshake import accept_key, response_101
+import lapps.ws.protocol as protocol_module
 from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
 
 from .harness import (CONT, KEY, MAX_CLIENT_HEAD, MAX_HANDSHAKE, MAX_HEADERS, MAX_MESSAGE,
@@ -188,6 +189,14 @@ def frames(data: bytes) -> None:
     chunked = serve(split(stream, selector), extensions, pipeline, callback=bool(flags & 4), **options)
     assert whole[0] == chunked[0], f"events differ: whole {whole[0][:4]!r}, chunked {chunked[0][:4]!r}"
     assert whole[1] == chunked[1], "out differs between whole and chunked feeding"
+    if protocol_module._scan is not None:
+        # the C scanner may only ever take frames the Python parser would take the same way
+        scan, protocol_module._scan = protocol_module._scan, None
+        try:
+            python_only = serve([stream], extensions, pipeline, **options)
+        finally:
+            protocol_module._scan = scan
+        assert whole == python_only, "the C scanner and the Python parser disagree"
 
 
 # ---------------------------------------------------------------------------- 3. utf8

@@ -26,6 +26,22 @@ function luatest.onMessage(handler, opcode, message)
     ws:send(handler, 1, tostring(handler))
   elseif message == "bye" then
     ws:close(handler, 4000, "bye")
+  elseif message == "mixed" then
+    ws:send(handler, 2, "a")             -- kept back and returned with onMessage's result
+    ws:send(handler, 1, "b")             -- text other than the incoming: the direct path
+    ws:send(handler, 2, "c")
+  elseif message == "reply then boom" then
+    ws:send(handler, opcode, message)
+    error("after a reply")
+  elseif message == "reply then close" then
+    ws:send(handler, opcode, message)
+    ws:close(handler, 4001, "done")
+    local ok, err = ws:send(handler, 2, "late")
+    print("late send: " .. tostring(ok) .. " " .. tostring(err))
+  elseif message == "burst" then
+    local results = {}
+    for i = 1, 5 do results[i] = tostring((ws:send(handler, 2, string.rep("x", 300)))) end
+    print("burst: " .. table.concat(results, " "))
   elseif message == "styles" then
     local ok1 = ws:send(handler, 1, "colon style")
     local ok2 = ws.send(handler, 1, "dot style")
@@ -45,6 +61,43 @@ ERROR_LINE = LUATEST_LUA.splitlines().index('    error("boom")') + 1
 def server(lapps_server_module):
     """One worker, so every client of a test shares the Lua instance that fails."""
     return lapps_server_module({"luatest": {}}, lua={"luatest": LUATEST_LUA}, workers=1)
+
+
+# Replies to the connection being served are kept in Lua and handed to Python with
+# onMessage's result (one crossing each way); these check that nothing about them shows.
+
+def test_kept_back_replies_keep_their_order_with_direct_sends(server):
+    with open_luatest(server) as c:
+        c.send_text("mixed")
+        assert [c.recv_message() for _ in range(3)] == [
+            (Opcode.BINARY, b"a"), (Opcode.TEXT, b"b"), (Opcode.BINARY, b"c")]
+        assert echo(c, "still open") == b"still open"
+
+
+def test_a_reply_made_before_a_lua_error_is_still_sent(server):
+    with open_luatest(server) as c:
+        c.send_text("reply then boom")
+        assert c.recv_message() == (Opcode.TEXT, b"reply then boom")
+        assert c.recv_close()[0] == 1011
+
+
+def test_a_reply_then_a_close_then_a_send_that_is_refused(server):
+    with open_luatest(server) as c:
+        c.send_text("reply then close")
+        assert c.recv_message() == (Opcode.TEXT, b"reply then close")
+        assert c.recv_close() == (4001, "done")
+        server.wait_log(r"late send: false connection is closing")
+
+
+def test_kept_back_replies_count_against_the_outbound_buffer(lapps_server):
+    """max_outbound_buffer 1000, slow_consumer "drop": three 302-byte frames fit (the first
+    always does), the fourth and fifth are refused, as they are on the direct path."""
+    server = lapps_server({"luatest": {"slow_consumer": "drop"}}, lua={"luatest": LUATEST_LUA},
+                          workers=1, settings={"limits": {"max_outbound_buffer": 1000}})
+    with open_luatest(server) as c:
+        c.send_text("burst")
+        server.wait_log(r"burst: true true true false false")
+        assert [c.recv_message() for _ in range(3)] == [(Opcode.BINARY, b"x" * 300)] * 3
 
 
 def open_luatest(server):

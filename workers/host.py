@@ -77,7 +77,8 @@ class ServiceHost:
             if svc.standalone:
                 continue
             instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
-                                       bcast=bcast, mqr=mqr)
+                                       bcast=bcast, mqr=mqr, deferred=self.deferred,
+                                       max_outbound=self.max_outbound)
             instance.start()
             self.routes[svc.request_target] = Route(
                 svc, instance, Acl(svc.acl.policy, svc.acl.exclude), tuple(svc.extra_headers.items()))
@@ -116,14 +117,40 @@ class ServiceHost:
         slot = self.loop.slot
         failed = self.lua_failed
         if route.config.protocol != "lapps":
+            proto = conn.proto
+            out = proto.out
+            extend = out.extend
+
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
+                # what is queued already, for the replies Lua keeps back (service.py's
+                # _WS_MODULE); -1 where a frame's size is not known before it is made
+                used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
                 try:
-                    ok = on_message(handler, opcode, payload)
+                    ok = on_message(handler, opcode, payload, used)
                 except Exception as e:   # LuaError, or a bug in a host function it called
+                    kept = route.instance.take_kept()
+                    if kept:
+                        self._send_kept(conn, kept if type(kept) is tuple else (kept,))
                     return failed(conn, e)
-                if ok is not True:
-                    failed(conn, f"onMessage returned {ok!r}, not true")
+                if ok is True:
+                    return
+                if type(ok) is tuple:
+                    # ok, opcode, data, opcode, data...: replies to this connection whose
+                    # checks Lua already made. The connection is open and sends them plain
+                    # (`used` was not -1), so they are framed here; the worker's _read, which
+                    # this call runs under, queues the flush.
+                    i, n = 1, len(ok)
+                    while i < n:
+                        data = ok[i + 1]
+                        extend(frame_header(ok[i], len(data)))
+                        extend(data)
+                        i += 2
+                    slot.messages_out += n >> 1
+                    ok = ok[0]
+                    if ok is True:
+                        return
+                failed(conn, f"onMessage returned {ok!r}, not true")
             return dispatch
 
         to_lua = route.instance.values.to_lua
@@ -209,6 +236,18 @@ class ServiceHost:
         self.loop.slot.messages_out += 1
         self.loop.mark_dirty(conn)
         return True
+
+    def deferred(self, handler: Any, *kept: Any) -> None:
+        """Replies Lua kept back for `handler`, handed over before a send that must follow them."""
+        conn = self.loop.by_handler.get(handler)
+        if conn is not None:
+            self._send_kept(conn, kept)
+
+    def _send_kept(self, conn: Connection, kept: tuple) -> None:
+        for i in range(0, len(kept) - 1, 2):
+            if conn.proto.send(kept[i], kept[i + 1]):
+                self.loop.slot.messages_out += 1
+        self.loop.mark_dirty(conn)
 
     def send_message(self, handler: Any, message: Any) -> Any:
         """`ws:send(handler, table)`: a LAppS message, validated and CBOR-encoded."""

@@ -31,20 +31,78 @@ STANDALONE_FUNCTIONS = ("init", "run")
 # `ws.send(...)`): the check runs in Lua, where it costs next to nothing, instead of in
 # Python per message. `ws:send(h, table)` is the LAppS-protocol form.
 _WS_MODULE = b"""
-local py_send, py_send_message, py_close = ...
+local py_send, py_send_message, py_close, py_deferred, max_out = ...
+local type, unpack = type, unpack
 local ws = {}
+
+-- Replies to the connection whose message is being handled are the common case (an echo,
+-- a request's answer). They are kept here and handed to Python as onMessage's extra
+-- return values: one Lua/Python crossing each way per message instead of two. Only sends
+-- whose result is already known qualify, so ws:send returns exactly what the direct path
+-- would: a string to `cur`, binary, or the very text that arrived (so valid UTF-8), while
+-- the buffer has room by the worker's rule (`used`: the worker's queued bytes plus the
+-- frames kept here; -1: keep nothing, e.g. with compression, where sizes are unknown).
+local cur, cur_text, used, n = nil, nil, -1, 0
+local q = {}
+
+local function hand_over()
+  -- before anything that must come after the kept replies (a direct send, a close)
+  local k = n
+  n = 0
+  py_deferred(cur, unpack(q, 1, k))
+end
+
 function ws.send(a, b, c, d)
   if a == ws then a, b, c = b, c, d end
+  if a == cur and used >= 0 and type(c) == "string" and (b == 2 or (b == 1 and c == cur_text)) then
+    local len = #c
+    if used == 0 or used + len <= max_out then
+      used = used + len + (len < 126 and 2 or (len < 65536 and 4 or 10))
+      q[n + 1] = b
+      q[n + 2] = c
+      n = n + 2
+      return true
+    end
+  end
+  if n > 0 then hand_over() end
+  if a == cur then used = -1 end   -- the direct path may have changed the connection
   if type(b) == "table" then return py_send_message(a, b) end
   return py_send(a, b, c)
 end
+
 function ws.close(a, b, c, d)
-  if a == ws then return py_close(b, c, d) end
+  if a == ws then a, b, c = b, c, d end
+  if n > 0 then hand_over() end
+  if a == cur then used = -1 end
   return py_close(a, b, c)
 end
+
 ws.TEXT = 1
 ws.BINARY = 2
-return ws
+
+-- onMessage as the worker calls it: (handler, opcode, message, used) -> ok[, opcode, data]...
+local function dispatcher(call)
+  return function(h, op, m, u)
+    cur, used, n = h, u or -1, 0
+    cur_text = op == 1 and m or nil
+    local ok = call(h, op, m)
+    cur, cur_text = nil, nil
+    if n == 0 then return ok end
+    local k = n
+    n = 0
+    return ok, unpack(q, 1, k)
+  end
+end
+
+-- after onMessage raised: the replies it made before the error, so they still go out
+local function take_kept()
+  cur, cur_text = nil, nil
+  local k = n
+  n = 0
+  return unpack(q, 1, k)
+end
+
+return ws, dispatcher, take_kept
 """
 
 _BCAST_MODULE = b"""
@@ -236,7 +294,8 @@ class ReactiveService(ServiceInstance):
 
     def __init__(self, svc: ServiceConfig, log: logging.Logger, send: Callable[..., Any],
                  send_message: Callable[[Any, Any], Any], close: Callable[..., Any],
-                 bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
+                 bcast: Bcast | None = None, mqr: Mqr | None = None,
+                 deferred: Callable[..., None] | None = None, max_outbound: int = 0) -> None:
         super().__init__(svc, log, budget=True, bcast=bcast, mqr=mqr)
         values = self.values
 
@@ -247,13 +306,20 @@ class ReactiveService(ServiceInstance):
                 return False, str(e).encode()
             return send_message(handler, message)
 
+        def no_deferral(*_: Any) -> None:   # without a worker nothing is ever kept back
+            raise RuntimeError("replies were kept back without a worker to take them")
+
         try:
-            self.lua.globals().ws = self.lua.execute(_WS_MODULE, send, send_table, close)
+            ws, dispatcher, self.take_kept = self.lua.execute(
+                _WS_MODULE, send, send_table, close, deferred or no_deferral, max_outbound)
+            self.lua.globals().ws = ws
         except LuaError as e:
             raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
         module = self.load(REACTIVE_FUNCTIONS)
         guarded = self.runtime.guarded
-        self.on_message = guarded(module[b"onMessage"])
+        # on_message(handler, opcode, message[, used]): see _WS_MODULE for `used` and the
+        # replies it returns after `ok`
+        self.on_message = dispatcher(guarded(module[b"onMessage"]))
         self.on_disconnect = guarded(module[b"onDisconnect"])
         self._on_start = guarded(module[b"onStart"])
         self._on_shutdown = guarded(module[b"onShutdown"])

@@ -1,9 +1,17 @@
-/* C helpers for the WebSocket hot path: payload masking.
+/* C helpers for the WebSocket hot path: payload masking, and a scanner for the frames
+ * that make up nearly all traffic.
  *
- * Optional: lapps.ws.frames falls back to a pure-Python big-integer XOR when this
- * module is not built. Masking is O(n) per message, and in Python it costs four passes
- * over the data (two int conversions, the XOR, the conversion back); here it is one pass,
- * eight bytes at a time.
+ * Optional: lapps.ws.frames falls back to a pure-Python big-integer XOR and
+ * lapps.ws.protocol to its Python parser when this module is not built. Masking is O(n)
+ * per message, and in Python it costs four passes over the data (two int conversions,
+ * the XOR, the conversion back); here it is one pass, eight bytes at a time.
+ *
+ * scan() takes only the frames whose handling has no decision in it: complete, masked,
+ * unfragmented text or binary frames without RSV bits, within the size limit, text that
+ * is valid UTF-8. At the first frame that is anything else (a control frame, a fragment,
+ * a partial frame, an error) it stops and returns, and the Python parser takes that frame:
+ * every rule of RFC 6455 keeps exactly one implementation, the Python one, and the scanner
+ * only ever says "nothing to decide here".
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -67,8 +75,174 @@ done:
     return result;
 }
 
+/* Unmask n bytes of src into dst with a 4-byte key, starting at key byte 0. */
+static void
+unmask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
+{
+    unsigned char rotated[8] = {k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]};
+    uint64_t k64;
+    memcpy(&k64, rotated, 8);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= k64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ rotated[i & 7];
+}
+
+/* Is s[0:n] well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF)? ASCII runs are skipped eight bytes at a time. */
+static int
+utf8_valid(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ULL)) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        /* the lead byte fixes the sequence length and the allowed range of the 2nd byte */
+        int len;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;          /* overlong */
+            else if (c == 0xED) hi = 0x9F;     /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;          /* overlong */
+            else if (c == 0xF4) hi = 0x8F;     /* past U+10FFFF */
+        } else
+            return 0;
+        if (i + len > n)
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (int j = 2; j < len; j++)
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+        i += len;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(data, pos, max_size) -> (messages, pos)\n\n"
+"Unmask the simple frames of data from pos on: complete, masked, FIN, opcode 1 or 2,\n"
+"no RSV bit, payload <= max_size and under 64 KiB, text valid UTF-8. messages is a list\n"
+"of (opcode, payload bytes); pos is where the first other frame (or the end) begins.");
+
+static PyObject *
+speedups_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan(data, pos, max_size)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t max_size = PyLong_AsSsize_t(args[2]);
+    if (max_size == -1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *buf = (const unsigned char *)data.buf;
+    Py_ssize_t end = data.len;
+    PyObject *messages = PyList_New(0);
+    if (messages == NULL)
+        goto fail;
+    if (pos < 0)
+        pos = 0;
+    while (end - pos >= 6) {
+        unsigned char b0 = buf[pos], b1 = buf[pos + 1];
+        /* FIN, no RSV, text or binary; masked */
+        if ((b0 != 0x81 && b0 != 0x82) || !(b1 & 0x80))
+            break;
+        Py_ssize_t len = b1 & 0x7F, hlen = 6;
+        if (len == 126) {
+            if (end - pos < 8)
+                break;
+            len = ((Py_ssize_t)buf[pos + 2] << 8) | buf[pos + 3];
+            if (len < 126)
+                break;                 /* not minimal: the Python parser says 1002 */
+            hlen = 8;
+        } else if (len == 127)
+            break;
+        if (len > max_size || end - pos - hlen < len)
+            break;
+        const unsigned char *src = buf + pos + hlen;
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, len);
+        if (payload == NULL)
+            goto fail;
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(payload);
+        unmask(dst, src, len, src - 4);
+        if (b0 == 0x81 && !utf8_valid(dst, len)) {
+            Py_DECREF(payload);
+            break;
+        }
+        PyObject *item = PyTuple_New(2);
+        if (item == NULL) {
+            Py_DECREF(payload);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(item, 0, PyLong_FromLong(b0 & 0x0F));   /* a cached small int */
+        PyTuple_SET_ITEM(item, 1, payload);
+        int err = PyList_Append(messages, item);
+        Py_DECREF(item);
+        if (err < 0)
+            goto fail;
+        pos += hlen + len;
+    }
+    PyBuffer_Release(&data);
+    PyObject *result = PyTuple_New(2), *end_pos = PyLong_FromSsize_t(pos);
+    if (result == NULL || end_pos == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(end_pos);
+        Py_DECREF(messages);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, messages);
+    PyTuple_SET_ITEM(result, 1, end_pos);
+    return result;
+fail:
+    Py_XDECREF(messages);
+    PyBuffer_Release(&data);
+    return NULL;
+}
+
+PyDoc_STRVAR(utf8_doc, "utf8_valid(data) -> bool: is data well-formed UTF-8 (RFC 3629)?");
+
+static PyObject *
+speedups_utf8_valid(PyObject *self, PyObject *arg)
+{
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int ok = utf8_valid((const unsigned char *)data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
+    {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
+    {"utf8_valid", (PyCFunction)speedups_utf8_valid, METH_O, utf8_doc},
     {NULL, NULL, 0, NULL}
 };
 

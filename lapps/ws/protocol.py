@@ -33,6 +33,11 @@ from enum import IntEnum
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
+
+try:
+    from ._speedups import scan as _scan
+except ImportError:   # built without a C compiler: every frame goes through _parse's loop
+    _scan = None
 from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
                         find_head_end, parse_request, response_101, validate_upgrade)
 
@@ -55,6 +60,9 @@ class State(IntEnum):
     OPEN = 2
     CLOSING = 3     # our close frame is queued; waiting for the peer's
     CLOSED = 4      # done: flush `out`, then close TCP
+
+
+_OPEN = State.OPEN.value   # a plain int: the hot path compares with it per read
 
 
 class ServerProtocol:
@@ -102,6 +110,22 @@ class ServerProtocol:
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes read from the socket. `data` is not kept after the call returns."""
         state = self.state
+        if state == _OPEN and _scan is not None and not self._tail and not self._remaining \
+                and not self._msg_opcode:
+            # the common case, whole plain messages and nothing pending: the C scanner's
+            # loop of _parse, without the way through it
+            messages, pos = _scan(data, 0, self.max_message_size)
+            for opcode, payload in messages:
+                if self.state == _OPEN:
+                    self.messages += 1
+                    if self.on_message is None:
+                        self.events.append((opcode, payload))
+                    else:
+                        self.on_message(opcode, payload)
+            if pos == len(data):
+                return
+            data = data[pos:]
+            state = self.state
         if state >= State.OPEN:
             if state != State.CLOSED:
                 self._parse(data)
@@ -153,6 +177,19 @@ class ServerProtocol:
         while pos < end:
             rem = self._remaining
             if not rem:
+                if _scan is not None and not self._msg_opcode:
+                    # ---- the C scanner takes the run of plain whole messages from here
+                    # and stops at the first frame with anything to decide (see _speedups.c)
+                    messages, pos = _scan(data, pos, self.max_message_size)
+                    if messages:
+                        for opcode, payload in messages:
+                            if self.state == State.OPEN:
+                                self.messages += 1
+                                if self.on_message is None:
+                                    events.append((opcode, payload))
+                                else:
+                                    self.on_message(opcode, payload)
+                        continue
                 # ---- a frame header
                 if end - pos < 2:
                     self._tail = bytes(data[pos:])
