@@ -27,13 +27,14 @@ Length bombs (a header claiming 2**62 items or bytes, indefinite items never ter
 nothing: cbor2 6 allocates as bytes arrive, so they end at the end of the input.
 
 Everything here runs once per message: type checks are `type(x) is T`, and the only objects
-made per message are the ones cbor2 makes (plus one BytesIO and one decoder per call).
+made per message are the ones cbor2 makes (plus one BytesIO per call; the decoder is reused).
 Requires cbor2 >= 6.3 (`strict_hashable_types`, `allow_duplicate_keys`).
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterator, Mapping
 
 import cbor2
@@ -44,7 +45,7 @@ if not hasattr(cbor2.CBORDecoder, "strict_hashable_types"):   # pragma: no cover
 __all__ = [
     "LappsError", "PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS",
     "INTERNAL_ERROR", "NOTIFICATION", "NOTIFICATION_WITH_PARAMS", "REQUEST", "REQUEST_WITH_PARAMS",
-    "decode_message", "error_response", "validate_outgoing", "encode",
+    "decode_message", "error_response", "validate_outgoing", "encode", "encode_answer",
 ]
 
 # JSON-RPC 2.0 error codes (-32000..-32099 are free for server errors). Plain ints, not an
@@ -131,6 +132,17 @@ def _parse_error(exc: cbor2.CBORDecodeError) -> LappsError:
     return LappsError(PARSE_ERROR, "parse error: " + text)
 
 
+def _new_decoder(max_depth: int) -> cbor2.CBORDecoder:
+    return cbor2.CBORDecoder(io.BytesIO(), max_depth=max_depth, semantic_decoders=_EVERY_TAG,
+                             tag_hook=_refuse_tag, strict_hashable_types=True, allow_duplicate_keys=False)
+
+
+# One decoder per depth limit, reused: making one (its options parsed, its state set up) cost
+# more than the decode of a small message. A decoder holds no state from one item to the next
+# here (tags, the only thing that would leave some, are refused).
+_decoders: dict[int, cbor2.CBORDecoder] = {}
+
+
 def decode_message(data: bytes | bytearray | memoryview, max_depth: int = 32) -> tuple[int, dict]:
     """Decode one binary WebSocket message (one CBOR item) and classify it.
 
@@ -145,12 +157,14 @@ def decode_message(data: bytes | bytearray | memoryview, max_depth: int = 32) ->
     nothing else for any input (hypothesis-tested).
     """
     fp = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(
-        fp, max_depth=max_depth, semantic_decoders=_EVERY_TAG,
-        tag_hook=_refuse_tag, strict_hashable_types=True, allow_duplicate_keys=False)
+    decoder = _decoders.get(max_depth)
+    if decoder is None:
+        decoder = _decoders[max_depth] = _new_decoder(max_depth)
+    decoder.fp = fp
     try:
         message = decoder.decode()
     except cbor2.CBORDecodeError as exc:
+        del _decoders[max_depth]   # a fresh one next time: nothing of a failed decode lingers
         raise _parse_error(exc) from None
     # the item must end the message: nothing may follow it (asked of the stream's position,
     # not by reading on: an exception per good message would cost more than the decode)
@@ -235,25 +249,28 @@ def _check_values(params: list) -> None:
     Iterative, one `type()` per value; containers are pushed, never recursed into.
     """
     lo, hi = _INT64_MIN, _INT64_MAX       # locals: this loop runs once per value
-    stack = [params]
-    pop = stack.pop
-    push = stack.append
-    while stack:
-        container = pop()
+    stack: list | None = None             # made only when params hold a container
+    container: list | dict = params
+    while True:
         for value in (container if type(container) is list else container.values()):
             kind = type(value)
+            if kind is str or kind is float or kind is bool or kind is bytes or value is None:
+                continue
             if kind is int:
                 if lo <= value <= hi:
                     continue
                 raise _invalid("params hold an integer outside the signed 64-bit range")
-            if kind is str or kind is float or kind is bool or kind is bytes or value is None:
-                continue
             if kind is list or kind is dict:
-                push(value)
+                if stack is None:
+                    stack = []
+                stack.append(value)
                 continue
             if value is cbor2.undefined:
                 raise _invalid("params hold CBOR undefined (send null)")
             raise _invalid(f"params hold a CBOR simple value ({value!r:.40})")
+        if not stack:
+            return
+        container = stack.pop()
 
 
 # --- outgoing -------------------------------------------------------------------------------
@@ -332,6 +349,84 @@ def _check_error_message(message: dict, status: object) -> None:
         raise ValueError("error.code must be an integer")
     if type(error.get("message")) is not str:
         raise ValueError("error.message must be a string")
+
+
+# {"cid": 0, "status": 1, "result": ...} up to the array: what cbor2 writes for that map
+_REPLY_HEAD = cbor2.dumps({"cid": 0, "status": 1, "result": []})[:-1]
+_PACK_DOUBLE = struct.Struct(">d").pack
+_NAN, _INF, _MINUS_INF = b"\xf9\x7e\x00", b"\xf9\x7c\x00", b"\xf9\xfc\x00"   # cbor2's forms
+
+
+def _head(major: int, n: int) -> bytes:
+    """A CBOR item head: major type (shifted) and argument, shortest form."""
+    if n < 24:
+        return _SMALL_HEADS[major | n]
+    if n < 0x100:
+        return bytes((major | 24, n))
+    if n < 0x10000:
+        return bytes((major | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((major | 26,)) + n.to_bytes(4, "big")
+    return bytes((major | 27,)) + n.to_bytes(8, "big")
+
+
+_SMALL_HEADS = [bytes((b,)) for b in range(256)]
+
+
+def encode_answer(values: tuple | list) -> bytes:
+    """The CBOR bytes of the success answer `{cid: 0, status: 1, result: [...]}` whose result
+    holds `values`, Lua scalars (bytes, int, float, bool as lupa hands them over), converted
+    as `LuaValues.from_lua` converts them: bytes that are UTF-8 become text, an integral
+    float in the 64-bit range an integer.
+
+    Byte for byte what `encode` gives for that answer (tested against it), written out
+    directly: the answer a service sends back to the request it serves is the most common
+    message of all, and this costs a third of going through a dict and cbor2.
+    """
+    parts = [_REPLY_HEAD, _head(0x80, len(values))]
+    append = parts.append
+    for v in values:
+        t = type(v)
+        if t is bytes:
+            append(_head(0x60 if _utf8_valid(v) else 0x40, len(v)))
+            append(v)
+            continue
+        if t is bool:
+            append(b"\xf5" if v else b"\xf4")
+            continue
+        if t is float:
+            if v.is_integer() and _INT64_MIN <= v <= _INT64_MAX:
+                v = int(v)
+            elif v != v:
+                append(_NAN)
+                continue
+            elif v in (_POS_INF, _NEG_INF):
+                append(_INF if v > 0 else _MINUS_INF)
+                continue
+            else:
+                append(b"\xfb" + _PACK_DOUBLE(v))
+                continue
+        elif t is not int:
+            raise TypeError(f"not a Lua scalar: {t.__name__}")
+        append(_head(0x00, v) if v >= 0 else _head(0x20, -1 - v))
+    return b"".join(parts)
+
+
+_POS_INF, _NEG_INF = float("inf"), float("-inf")
+
+
+def _utf8_valid_python(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+try:
+    from lapps.ws._speedups import utf8_valid as _utf8_valid
+except ImportError:   # built without a C compiler
+    _utf8_valid = _utf8_valid_python
 
 
 def encode(message: dict) -> bytes:

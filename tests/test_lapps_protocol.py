@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from lapps.lapps_protocol import (INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST,
                                   METHOD_NOT_FOUND, NOTIFICATION, NOTIFICATION_WITH_PARAMS,
                                   PARSE_ERROR, REQUEST, REQUEST_WITH_PARAMS, LappsError,
-                                  decode_message, encode, error_response, validate_outgoing)
+                                  decode_message, encode, encode_answer, error_response, validate_outgoing)
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -490,3 +490,24 @@ def test_mutated_request_only_raises_lapps_error(message, data):
     for _ in range(data.draw(st.integers(1, 4))):
         wire[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
     _decode_or_error(bytes(wire))
+
+
+_lua_scalars = st.one_of(st.binary(max_size=300), st.text(max_size=30).map(str.encode),
+                         st.integers(-(2 ** 63), 2 ** 63 - 1), st.floats(), st.booleans(),
+                         st.sampled_from([2.0 ** 63, -(2.0 ** 63), 1e300, -0.0, 24.0, -25.0]))
+
+
+@given(st.lists(_lua_scalars, max_size=70))
+def test_encode_answer_is_encode_of_the_answer_as_from_lua_converts_it(values):
+    def from_lua(v):   # LuaValues.from_lua's rule for scalars
+        if type(v) is bytes:
+            try:
+                return v.decode()
+            except UnicodeDecodeError:
+                return v
+        if type(v) is float and v.is_integer() and -(2 ** 63) <= v < 2 ** 63:
+            return int(v)
+        return v
+    expected = encode({"cid": 0, "status": 1, "result": [from_lua(v) for v in values]})
+    assert encode_answer(values) == expected
+    assert encode_answer(tuple(values)) == expected

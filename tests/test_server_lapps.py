@@ -243,3 +243,63 @@ def test_endless_loop_and_memory_bomb_close_1011_and_spare_the_worker(lapps_serv
         assert bystander.recv(timeout=5) == (1, b"after")
     expected = "instruction budget exceeded" if what == "loop" else "not enough memory"
     server.wait_log(expected)
+
+
+# Answers to the connection being served are kept in Lua and go back with onMessage's
+# result (lapps/lua/service.py); the order of everything sent must not show it.
+KEEPER = """
+local keeper = {}
+function keeper.onStart() end
+function keeper.onMessage(h, msg_type, m)
+  if m.method == "mixed" then
+    ws:send(h, { cid = 0, status = 1, result = { 1 } })         -- kept
+    ws:send(h, { cid = 9, message = { "after" } })               -- direct: the kept one first
+    ws:send(h, { cid = 0, status = 1, result = { 2 } })          -- direct
+  elseif m.method == "then_error" then
+    ws:send(h, { cid = 0, status = 1, result = { "made" } })
+    error("after the answer")
+  elseif m.method == "results" then
+    local a = ws:send(h, { cid = 0, status = 1, result = { "a" } })
+    local b = ws:send(h, { cid = 0, status = 1, result = { "b" } })
+    local c = ws:send(h, { cid = 0, status = 7, result = { "c" } })
+    ws:send(h, { cid = 0, status = 1, result = { tostring(a), tostring(b), tostring(c) } })
+  end
+  return true
+end
+function keeper.onDisconnect(h) end
+function keeper.onShutdown() end
+return keeper
+"""
+
+
+@pytest.fixture(scope="module")
+def keeper(lapps_server_module):
+    return lapps_server_module({"keeper": {"protocol": "LAppS"}}, lua={"keeper": KEEPER}, workers=1)
+
+
+def raw_answers(c, n: int) -> list:
+    return [cbor2.loads(c.recv(timeout=5)[1]) for _ in range(n)]
+
+
+def test_a_kept_answer_goes_before_what_is_sent_after_it(keeper):
+    with connect(lapps_url(keeper, "/keeper")) as c:
+        c.send_binary(cbor2.dumps({"lapps": 1, "method": "mixed"}))
+        assert raw_answers(c, 3) == [{"cid": 0, "status": 1, "result": [1]},
+                                     {"cid": 9, "message": ["after"]},
+                                     {"cid": 0, "status": 1, "result": [2]}]
+
+
+def test_an_answer_made_before_a_lua_error_is_still_sent(keeper):
+    with connect(lapps_url(keeper, "/keeper")) as c:
+        assert c.request("then_error") == ["made"]
+        with pytest.raises(ConnectionClosed) as e:
+            c.recv(timeout=5)
+        assert e.value.code == 1011
+
+
+def test_ws_send_of_answers_returns_what_the_direct_way_returns(keeper):
+    with connect(lapps_url(keeper, "/keeper")) as c:
+        c.send_binary(cbor2.dumps({"lapps": 1, "method": "results"}))
+        assert raw_answers(c, 3) == [{"cid": 0, "status": 1, "result": ["a"]},
+                                     {"cid": 0, "status": 1, "result": ["b"]},
+                                     {"cid": 0, "status": 1, "result": ["true", "true", "false"]}]

@@ -18,12 +18,13 @@ from lapps.config import Config, ServiceConfig
 from lapps.ipc.bus import Broadcast, BusError, MqrClient, worker_node
 from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
-                                  error_response, validate_outgoing)
+                                  encode_answer, error_response, validate_outgoing)
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService
 from lapps.master.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
 from lapps.ws.frames import frame_header
+from lapps.ws.protocol import State
 
 from .connection import Connection
 
@@ -38,6 +39,31 @@ class Route:
     instance: ReactiveService
     acl: Acl
     extra_headers: tuple[tuple[str, str], ...]
+
+
+def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
+    """Frame onto `out` the replies Lua kept back, from `kept[i]` on; return how many.
+
+    An entry is `opcode, data` (a raw message) or `0, n, v1..vn` (the LAppS answer
+    {cid = 0, status = 1, result = {v1..vn}}). Lua checked each as ws:send would, and
+    keeps none where compression or auto-fragmenting is on, so they are framed plainly.
+    """
+    n = len(kept)
+    count = 0
+    while i < n:
+        opcode = kept[i]
+        if opcode:
+            data = kept[i + 1]
+            i += 2
+        else:
+            size = kept[i + 1]
+            data = encode_answer(kept[i + 2:i + 2 + size])
+            opcode = _BINARY
+            i += 2 + size
+        out += frame_header(opcode, len(data))
+        out += data
+        count += 1
+    return count
 
 
 class Loop(Protocol):
@@ -111,49 +137,51 @@ class ServiceHost:
         return limited
 
     def _dispatcher(self, conn: Connection, route: Route) -> Callable[[int, bytes], None]:
-        """The message callback proper; everything it needs is bound here, once."""
-        on_message = route.instance.on_message
+        """The message callback proper; everything it needs is bound here, once.
+
+        Lua answers onMessage with `ok` alone, or with `ok` and the replies to this
+        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are framed
+        here. The worker's _read, which every call runs under, queues the flush.
+        """
+        instance = route.instance
         handler = conn.handler
         slot = self.loop.slot
         failed = self.lua_failed
+        proto = conn.proto
+        out = proto.out
+
+        def settle(ok: Any) -> None:
+            if type(ok) is tuple:
+                slot.messages_out += frame_kept(out, ok, 1)
+                ok = ok[0]
+                if ok is True:
+                    return
+            failed(conn, f"onMessage returned {ok!r}, not true")
+
+        def raised(error: Exception) -> None:   # LuaError, or a bug in a host function it called
+            kept = instance.take_kept()   # replies made before the error still go out
+            if kept:
+                self._send_kept(conn, kept if type(kept) is tuple else (kept,))
+            failed(conn, error)
+
         if route.config.protocol != "lapps":
-            proto = conn.proto
-            out = proto.out
-            extend = out.extend
+            on_message = instance.on_message
 
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
-                # what is queued already, for the replies Lua keeps back (service.py's
-                # _WS_MODULE); -1 where a frame's size is not known before it is made
+                # what is queued already, for the replies Lua may keep back; -1 where a
+                # frame's size is not known before it is made
                 used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
                 try:
                     ok = on_message(handler, opcode, payload, used)
-                except Exception as e:   # LuaError, or a bug in a host function it called
-                    kept = route.instance.take_kept()
-                    if kept:
-                        self._send_kept(conn, kept if type(kept) is tuple else (kept,))
-                    return failed(conn, e)
-                if ok is True:
-                    return
-                if type(ok) is tuple:
-                    # ok, opcode, data, opcode, data...: replies to this connection whose
-                    # checks Lua already made. The connection is open and sends them plain
-                    # (`used` was not -1), so they are framed here; the worker's _read, which
-                    # this call runs under, queues the flush.
-                    i, n = 1, len(ok)
-                    while i < n:
-                        data = ok[i + 1]
-                        extend(frame_header(ok[i], len(data)))
-                        extend(data)
-                        i += 2
-                    slot.messages_out += n >> 1
-                    ok = ok[0]
-                    if ok is True:
-                        return
-                failed(conn, f"onMessage returned {ok!r}, not true")
+                except Exception as e:
+                    return raised(e)
+                if ok is not True:
+                    settle(ok)
             return dispatch
 
-        to_lua = route.instance.values.to_lua
+        on_request = instance.on_request
+        request_parts = instance.values.request_parts
         refuse = self._refuser(conn, route.config.lapps_max_errors)
 
         def dispatch_lapps(opcode: int, payload: bytes) -> None:
@@ -164,12 +192,13 @@ class ServiceHost:
                 msg_type, message = decode_message(payload)
             except LappsError as e:
                 return refuse(e)
+            used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
             try:
-                ok = on_message(handler, msg_type, to_lua(message))
-            except Exception as e:   # LuaError, or a bug in a host function it called
-                return failed(conn, e)
+                ok = on_request(handler, msg_type, used, *request_parts(message))
+            except Exception as e:
+                return raised(e)
             if ok is not True:
-                failed(conn, f"onMessage returned {ok!r}, not true")
+                settle(ok)
         return dispatch_lapps
 
     def _refuser(self, conn: Connection, max_errors: int) -> Callable[[LappsError], None]:
@@ -244,10 +273,9 @@ class ServiceHost:
             self._send_kept(conn, kept)
 
     def _send_kept(self, conn: Connection, kept: tuple) -> None:
-        for i in range(0, len(kept) - 1, 2):
-            if conn.proto.send(kept[i], kept[i + 1]):
-                self.loop.slot.messages_out += 1
-        self.loop.mark_dirty(conn)
+        if conn.proto.state == State.OPEN:   # it is: nothing changes it while replies are kept
+            self.loop.slot.messages_out += frame_kept(conn.proto.out, kept, 0)
+            self.loop.mark_dirty(conn)
 
     def send_message(self, handler: Any, message: Any) -> Any:
         """`ws:send(handler, table)`: a LAppS message, validated and CBOR-encoded."""

@@ -31,9 +31,37 @@ STANDALONE_FUNCTIONS = ("init", "run")
 # `ws.send(...)`): the check runs in Lua, where it costs next to nothing, instead of in
 # Python per message. `ws:send(h, table)` is the LAppS-protocol form.
 _WS_MODULE = b"""
-local py_send, py_send_message, py_close, py_deferred, max_out = ...
-local type, unpack = type, unpack
+local py_send, py_send_message, py_close, py_deferred, max_out, py_reply, lapps = ...
+local type, unpack, next = type, unpack, next
 local ws = {}
+
+-- The usual LAppS answer, {cid = N, status = S, result = {strings, numbers, booleans}},
+-- is taken apart here and its pieces passed in one call, so that Python need not walk two
+-- tables entry by entry through lupa. Returns #result when `t` has exactly that shape
+-- (anything else goes the general way, which converts and checks every table).
+local function reply_size(t)
+  local result, cid, status = t.result, t.cid, t.status
+  if type(result) ~= "table" or (cid ~= nil and type(cid) ~= "number")
+      or (status ~= nil and type(status) ~= "number") then
+    return nil
+  end
+  local keys = 1
+  for k in next, t do keys = keys + 1 end
+  if keys ~= 2 + (cid ~= nil and 1 or 0) + (status ~= nil and 1 or 0) then return nil end
+  local n = #result
+  if n == 0 or n > 64 then return nil end
+  local count = 0
+  for k, v in next, result do
+    local tv = type(v)
+    if (tv ~= "string" and tv ~= "number" and tv ~= "boolean") or type(k) ~= "number"
+        or k < 1 or k > n or k % 1 ~= 0 then
+      return nil
+    end
+    count = count + 1
+  end
+  if count ~= n then return nil end
+  return n
+end
 
 -- Replies to the connection whose message is being handled are the common case (an echo,
 -- a request's answer). They are kept here and handed to Python as onMessage's extra
@@ -41,7 +69,10 @@ local ws = {}
 -- whose result is already known qualify, so ws:send returns exactly what the direct path
 -- would: a string to `cur`, binary, or the very text that arrived (so valid UTF-8), while
 -- the buffer has room by the worker's rule (`used`: the worker's queued bytes plus the
--- frames kept here; -1: keep nothing, e.g. with compression, where sizes are unknown).
+-- frames kept here; -1: keep nothing, e.g. with compression, where sizes are unknown);
+-- and, in a LAppS service, a success answer {cid = 0, status = 1, result = {...}} of
+-- reply_size's shape (always valid) while nothing at all is queued (so it fits whatever
+-- its size). Kept entries: opcode, data (a frame) or 0, #result, result... (an answer).
 local cur, cur_text, used, n = nil, nil, -1, 0
 local q = {}
 
@@ -64,8 +95,18 @@ function ws.send(a, b, c, d)
       return true
     end
   end
+  local size = type(b) == "table" and reply_size(b)
+  if size and lapps and used == 0 and a == cur and b.cid == 0 and b.status == 1 then
+    q[n + 1] = 0
+    q[n + 2] = size
+    for i = 1, size do q[n + 2 + i] = b.result[i] end
+    n = n + 2 + size
+    used = -1   -- its size is known only once encoded: later sends go the direct way
+    return true
+  end
   if n > 0 then hand_over() end
   if a == cur then used = -1 end   -- the direct path may have changed the connection
+  if size then return py_reply(a, b.cid, b.status, unpack(b.result, 1, size)) end
   if type(b) == "table" then return py_send_message(a, b) end
   return py_send(a, b, c)
 end
@@ -80,17 +121,30 @@ end
 ws.TEXT = 1
 ws.BINARY = 2
 
--- onMessage as the worker calls it: (handler, opcode, message, used) -> ok[, opcode, data]...
+local function finish(ok)
+  cur, cur_text = nil, nil
+  if n == 0 then return ok end
+  local k = n
+  n = 0
+  return ok, unpack(q, 1, k)
+end
+
+-- onMessage as the worker calls it: (handler, opcode, message, used) -> ok[, kept...]
 local function dispatcher(call)
   return function(h, op, m, u)
     cur, used, n = h, u or -1, 0
     cur_text = op == 1 and m or nil
-    local ok = call(h, op, m)
-    cur, cur_text = nil, nil
-    if n == 0 then return ok end
-    local k = n
-    n = 0
-    return ok, unpack(q, 1, k)
+    return finish(call(h, op, m))
+  end
+end
+
+-- onMessage of a LAppS-protocol service: (handler, msg_type, used, parts of the message...)
+-- -> ok[, kept...]; the table is built here by `build` (values.py's build_request), so it
+-- never crosses to Python
+local function request_dispatcher(call, build)
+  return function(h, mt, u, ...)
+    cur, used, n, cur_text = h, u, 0, nil
+    return finish(call(h, mt, build(...)))
   end
 end
 
@@ -102,7 +156,7 @@ local function take_kept()
   return unpack(q, 1, k)
 end
 
-return ws, dispatcher, take_kept
+return ws, dispatcher, take_kept, request_dispatcher
 """
 
 _BCAST_MODULE = b"""
@@ -284,6 +338,21 @@ class ServiceInstance:
         return self.lua.execute(_MQR_MODULE, post, recv, try_recv)
 
 
+def reply_sender(values: LuaValues, send_message: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """The Python end of _WS_MODULE's `py_reply`: the pieces of a {cid, status, result}
+    table back into the dict `values.from_lua` would have made of the whole table."""
+    leaf = values.leaf_from_lua
+
+    def send_reply(handler: Any, cid: Any, status: Any, *result: Any) -> Any:
+        message: dict[str, Any] = {"result": [leaf(v) for v in result]}
+        if cid is not None:
+            message["cid"] = leaf(cid)
+        if status is not None:
+            message["status"] = leaf(status)
+        return send_message(handler, message)
+    return send_reply
+
+
 class ReactiveService(ServiceInstance):
     """A reactive service instance in an IO worker (raw or LAppS protocol).
 
@@ -310,8 +379,9 @@ class ReactiveService(ServiceInstance):
             raise RuntimeError("replies were kept back without a worker to take them")
 
         try:
-            ws, dispatcher, self.take_kept = self.lua.execute(
-                _WS_MODULE, send, send_table, close, deferred or no_deferral, max_outbound)
+            ws, dispatcher, self.take_kept, request_dispatcher = self.lua.execute(
+                _WS_MODULE, send, send_table, close, deferred or no_deferral, max_outbound,
+                reply_sender(values, send_message), svc.protocol == "lapps")
             self.lua.globals().ws = ws
         except LuaError as e:
             raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
@@ -320,6 +390,8 @@ class ReactiveService(ServiceInstance):
         # on_message(handler, opcode, message[, used]): see _WS_MODULE for `used` and the
         # replies it returns after `ok`
         self.on_message = dispatcher(guarded(module[b"onMessage"]))
+        # on_request(handler, msg_type, used, *values.request_parts(message)): LAppS protocol
+        self.on_request = request_dispatcher(guarded(module[b"onMessage"]), values.build_request)
         self.on_disconnect = guarded(module[b"onDisconnect"])
         self._on_start = guarded(module[b"onStart"])
         self._on_shutdown = guarded(module[b"onShutdown"])

@@ -75,7 +75,14 @@ local function has_repeat(path)
   return false
 end
 local function array(...) return {...} end
-return null, object, kind, OBJECT, has_repeat, array
+-- a LAppS request or notification as onMessage gets it, in one call: params come as the
+-- trailing values (params == true), as one ready table (a long list), or not at all (nil)
+local function request(method, cid, params, ...)
+  local m = {lapps = 1, method = method, cid = cid}
+  if params == true then m.params = {...} elseif params then m.params = params end
+  return m
+end
+return null, object, kind, OBJECT, has_repeat, array, request
 """
 
 _NULL, _OBJECT = b"null", b"object"
@@ -101,7 +108,7 @@ class LuaValues:
     def __init__(self, lua: Any) -> None:
         self.lua = lua
         (self.null, self.make_object, self._kind, self.object_marker,
-         self._has_repeat, self._array) = lua.execute(_HELPERS, name="=nljson.values")
+         self._has_repeat, self._array, self.build_request) = lua.execute(_HELPERS, name="=nljson.values")
         self._table_from = lua.table_from
         self._table_type = type(lua.table())
 
@@ -123,8 +130,34 @@ class LuaValues:
         t = type(obj)
         if t is not dict and t is not list:
             return self._leaf_to_lua(obj)
+        return self._converted(self._container_to_lua, obj, 1)
+
+    def request_to_lua(self, message: dict) -> Any:
+        """A map from `decode_message` (a request or notification) as the table onMessage
+        gets: what `to_lua(message)` makes, built in one Lua call instead of two or more."""
+        return self.build_request(*self.request_parts(message))
+
+    def request_parts(self, message: dict) -> tuple:
+        """The arguments of the Lua function `build_request` that make `message` (a map from
+        `decode_message`) into a table; the worker passes them on to a Lua function that
+        builds the table and calls onMessage with it, so the table never crosses to Python.
+
+        `message` has been classified: `lapps` is 1, `method` a str, `params` (if any) a
+        list, `cid` (if any) an int.
+        """
+        method = message["method"].encode()
+        cid = message.get("cid")
+        params = message.get("params")
+        if params is None:
+            return method, cid
+        if len(params) > _MAX_VARARGS:
+            return method, cid, self._converted(self._container_to_lua, params, 2)
+        return (method, cid, True, *self._converted(self._items_to_lua, params, 2))
+
+    def _converted(self, convert: Any, obj: Any, depth: int) -> Any:
+        """`convert(obj, depth)`, its failures said as ValueError."""
         try:
-            return self._container_to_lua(obj, 1)
+            return convert(obj, depth)
         except _TooDeep as e:
             if len({id(o) for o in e.path}) < len(e.path):
                 raise ValueError("data that contains itself (a cycle) cannot be "
@@ -160,20 +193,7 @@ class LuaValues:
         null = self.null
         try:
             if type(obj) is list:
-                out: list[Any] = []
-                append = out.append
-                for v in obj:
-                    t = type(v)
-                    if t is str:
-                        append(v.encode())
-                    elif t is int or t is bytes or t is float or t is bool:
-                        append(v)
-                    elif v is None:
-                        append(null)
-                    elif t is dict or t is list:
-                        append(self._container_to_lua(v, depth + 1))
-                    else:
-                        append(self._leaf_to_lua(v))
+                out = self._items_to_lua(obj, depth)
                 if len(out) <= _MAX_VARARGS:
                     return self._array(*out)     # `{...}` in Lua: cheaper than table_from
                 return self._table_from(out)
@@ -203,6 +223,25 @@ class LuaValues:
             e.path.append(obj)
             raise
 
+    def _items_to_lua(self, items: list, depth: int) -> list[Any]:
+        """The items of the list `items` (at `depth`) as Lua values, in a Python list."""
+        null = self.null
+        out: list[Any] = []
+        append = out.append
+        for v in items:
+            t = type(v)
+            if t is str:
+                append(v.encode())
+            elif t is int or t is bytes or t is float or t is bool:
+                append(v)
+            elif v is None:
+                append(null)
+            elif t is dict or t is list:
+                append(self._container_to_lua(v, depth + 1))
+            else:
+                append(self._leaf_to_lua(v))
+        return out
+
     # -- Lua -> Python ---------------------------------------------------------------
 
     def from_lua(self, value: Any) -> Any:
@@ -220,9 +259,10 @@ class LuaValues:
                     raise ValueError("a table that contains itself (a cycle) cannot be "
                                      "converted") from None
                 raise ValueError(f"tables nested deeper than {MAX_DEPTH} levels") from None
-        return self._leaf_from_lua(value)
+        return self.leaf_from_lua(value)
 
-    def _leaf_from_lua(self, v: Any) -> Any:
+    def leaf_from_lua(self, v: Any) -> Any:
+        """A Lua value that is not a table, as `from_lua` converts it."""
         t = type(v)
         if t is bytes:
             try:
