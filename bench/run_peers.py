@@ -148,11 +148,14 @@ def peer_py(script: str, *flags: str) -> Callable[[int, Path], list[str]]:
     return lambda port, tmp: [str(PEERS_PY), str(PEERS / script), str(port), *flags]
 
 
-def all_servers(lapps_protocol: bool) -> list[ServerSpec]:
+def all_servers(lapps_protocol: bool, lapps_workers: tuple[int, ...] = (1, 2)) -> list[ServerSpec]:
+    """Every server of the bench; LAppS once per worker count. Only 1 and 2 workers enter the
+    ratios (the targets are for the better of those two on this 2-core machine); more
+    workers are measured for the scaling line."""
     specs = []
-    for w in (1, 2):
+    for w in lapps_workers:
         rows = [Row(f"lapps-w{w}", f"LAppS, {w} worker{'s' if w > 1 else ''} (raw Lua echo)", "/echo",
-                    is_lapps=True)]
+                    is_lapps=True, compare=w <= 2)]
         if lapps_protocol:
             rows.append(Row(f"lapps-proto-w{w}", f"LAppS, {w} worker{'s' if w > 1 else ''}, LAppS protocol (CBOR)",
                             "/lapps_echo", lapps_protocol=True, is_lapps=True, compare=False))
@@ -590,6 +593,15 @@ def table(meta: dict[str, Any], rows: list[Row], conns: list[int], summary: dict
                          f"{m['p99_us'] / 1000:.1f} ms | {m['server_cores']:.2f} | {m['rss_mb']:.0f} MB ({m['pss_mb']:.0f}) | "
                          f"{fmt_int(m['rps_per_server_cpu_s'])} | {ratio_rps} | {ratio_eff} |")
         lines.append("")
+        scaling = [(r.key.removeprefix("lapps-w"), per[r.key]) for r in rows
+                   if r.is_lapps and not r.lapps_protocol and per.get(r.key, {}).get("rounds")]
+        if len(scaling) > 1:
+            base = scaling[0][1]
+            lines += ["Scaling with `--workers` (raw Lua echo): " + "; ".join(
+                f"{w}: {fmt_int(m['total_rps'])} rt/s ({m['total_rps'] / base['total_rps']:.2f}×), "
+                f"{m['server_cores']:.2f} server cores, {fmt_int(m['rps_per_server_cpu_s'])} rt/CPU-s"
+                for w, m in scaling) + f" (relative to {scaling[0][0]} worker{'s' if scaling[0][0] != '1' else ''}; "
+                f"{meta['cpus']} cores in all, the client's included).", ""]
     lines.append("ᵗ / ᵉ: the LAppS configuration with the higher median throughput / efficiency. The ratios "
                  "are LAppS (the better of 1 and 2 workers in each round, per figure) ÷ the peer: below 1× "
                  "LAppS is slower / uses more CPU per round trip. Peak RSS is summed over the server's "
@@ -719,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
                     ", ".join(s.key for s in all_servers(True)) + ")")
     ap.add_argument("--skip", default="", help="servers to leave out, comma-separated")
     ap.add_argument("--no-lapps-protocol", action="store_true", help="leave out the LAppS-protocol rows")
+    ap.add_argument("--lapps-workers", default="1,2,4",
+                    help="LAppS worker counts, comma-separated (default 1,2,4; the ratios use 1 and 2)")
     ap.add_argument("--quiet-threshold", type=float, default=0.3,
                     help="cores the rest of the machine may use over 1 s before a round starts (default 0.3)")
     ap.add_argument("--quiet-limit", type=float, help="seconds to wait for that at most (default 60; quick 10)")
@@ -743,7 +757,10 @@ def main(argv: list[str] | None = None) -> int:
     lapps_protocol = not args.no_lapps_protocol and client_supports_lapps(args.client)
     if not args.no_lapps_protocol and not lapps_protocol:
         log("the client has no --lapps: the LAppS-protocol rows are left out")
-    specs = all_servers(lapps_protocol)
+    lapps_workers = tuple(int(x) for x in args.lapps_workers.split(",") if x.strip())
+    if not lapps_workers or min(lapps_workers) < 1:
+        ap.error("--lapps-workers: positive worker counts, comma-separated")
+    specs = all_servers(lapps_protocol, lapps_workers)
     only = {s for s in args.only.split(",") if s}
     skip = {s for s in args.skip.split(",") if s}
     unknown = (only | skip) - {s.key for s in specs}
