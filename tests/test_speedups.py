@@ -152,3 +152,25 @@ def test_protocol_answers_the_same_with_and_without_the_scanner(parts: list[byte
                                                                  on_close: int | None) -> None:
     stream = b"".join(parts)
     assert run(stream, cut, True, on_close) == run(stream, cut, False, on_close)
+
+
+# ------------------------------------------------------------------ frame_into
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+@pytest.mark.parametrize("opcode", [TEXT, BINARY])
+def test_frame_into_appends_what_the_python_version_appends(size: int, opcode: int) -> None:
+    from lapps.ws.frames import frame_into_python
+    data = bytes(range(256)) * (size // 256 + 1)
+    data = data[:size]
+    c, py = bytearray(b"queued"), bytearray(b"queued")
+    speedups.frame_into(c, opcode, data)
+    frame_into_python(py, opcode, data)
+    assert c == py
+    assert c.startswith(b"queued") and c.endswith(data)
+
+
+def test_frame_into_refuses_what_is_not_a_bytearray_or_an_opcode() -> None:
+    with pytest.raises(TypeError):
+        speedups.frame_into(b"immutable", TEXT, b"x")
+    with pytest.raises(ValueError):
+        speedups.frame_into(bytearray(), 16, b"x")

@@ -23,7 +23,7 @@ from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService
 from lapps.master.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
-from lapps.ws.frames import frame_header
+from lapps.ws.frames import frame_header, frame_into
 from lapps.ws.protocol import State
 
 from .connection import Connection
@@ -60,8 +60,7 @@ def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
             data = encode_answer(kept[i + 2:i + 2 + size])
             opcode = _BINARY
             i += 2 + size
-        out += frame_header(opcode, len(data))
-        out += data
+        frame_into(out, opcode, data)
         count += 1
     return count
 
@@ -141,28 +140,15 @@ class ServiceHost:
 
         Lua answers onMessage with `ok` alone, or with `ok` and the replies to this
         connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are framed
-        here. The worker's _read, which every call runs under, queues the flush.
+        here. The worker's _read, which every call runs under, queues the flush. One kept
+        raw reply (an echo) is framed inline; anything else goes through `_settle`.
         """
         instance = route.instance
         handler = conn.handler
         slot = self.loop.slot
-        failed = self.lua_failed
         proto = conn.proto
         out = proto.out
-
-        def settle(ok: Any) -> None:
-            if type(ok) is tuple:
-                slot.messages_out += frame_kept(out, ok, 1)
-                ok = ok[0]
-                if ok is True:
-                    return
-            failed(conn, f"onMessage returned {ok!r}, not true")
-
-        def raised(error: Exception) -> None:   # LuaError, or a bug in a host function it called
-            kept = instance.take_kept()   # replies made before the error still go out
-            if kept:
-                self._send_kept(conn, kept if type(kept) is tuple else (kept,))
-            failed(conn, error)
+        settle, raised = self._settle, self._raised
 
         if route.config.protocol != "lapps":
             on_message = instance.on_message
@@ -174,10 +160,15 @@ class ServiceHost:
                 used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
                 try:
                     ok = on_message(handler, opcode, payload, used)
-                except Exception as e:
-                    return raised(e)
-                if ok is not True:
-                    settle(ok)
+                except Exception as e:   # LuaError, or a bug in a host function it called
+                    return raised(conn, e)
+                if ok is True:
+                    return
+                if type(ok) is tuple and len(ok) == 3 and ok[0] is True and ok[1]:
+                    frame_into(out, ok[1], ok[2])
+                    slot.messages_out += 1
+                    return
+                settle(conn, ok)
             return dispatch
 
         on_request = instance.on_request
@@ -196,10 +187,27 @@ class ServiceHost:
             try:
                 ok = on_request(handler, msg_type, used, *request_parts(message))
             except Exception as e:
-                return raised(e)
+                return raised(conn, e)
             if ok is not True:
-                settle(ok)
+                settle(conn, ok)
         return dispatch_lapps
+
+    def _settle(self, conn: Connection, ok: Any) -> None:
+        """onMessage's result other than a bare true: frame the kept replies, then `ok`
+        must be true or the service failed."""
+        if type(ok) is tuple:
+            self.loop.slot.messages_out += frame_kept(conn.proto.out, ok, 1)
+            ok = ok[0]
+            if ok is True:
+                return
+        self.lua_failed(conn, f"onMessage returned {ok!r}, not true")
+
+    def _raised(self, conn: Connection, error: Exception) -> None:
+        """onMessage raised: replies it made before the error still go out, then 1011."""
+        kept = conn.service.instance.take_kept()
+        if kept:
+            self._send_kept(conn, kept if type(kept) is tuple else (kept,))
+        self.lua_failed(conn, error)
 
     def _refuser(self, conn: Connection, max_errors: int) -> Callable[[LappsError], None]:
         """What the server itself answers to a message that never reaches Lua (DESIGN §4)."""

@@ -1,5 +1,5 @@
-/* C helpers for the WebSocket hot path: payload masking, and a scanner for the frames
- * that make up nearly all traffic.
+/* C helpers for the WebSocket hot path: payload masking, a scanner for the frames that
+ * make up nearly all traffic, and framing a reply onto a connection's output buffer.
  *
  * Optional: lapps.ws.frames falls back to a pure-Python big-integer XOR and
  * lapps.ws.protocol to its Python parser when this module is not built. Masking is O(n)
@@ -226,6 +226,57 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(frame_into_doc,
+"frame_into(out, opcode, data) -> None\n\n"
+"Append one unmasked, final, uncompressed frame carrying data to the bytearray out.");
+
+static PyObject *
+speedups_frame_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyByteArray_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "frame_into(out: bytearray, opcode, data)");
+        return NULL;
+    }
+    long opcode = PyLong_AsLong(args[1]);
+    if (opcode == -1 && PyErr_Occurred())
+        return NULL;
+    if (opcode < 0 || opcode > 15) {
+        PyErr_SetString(PyExc_ValueError, "opcode must be 0..15");
+        return NULL;
+    }
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    unsigned char head[10];
+    Py_ssize_t hlen, n = data.len;
+    head[0] = 0x80 | (unsigned char)opcode;
+    if (n < 126) {
+        head[1] = (unsigned char)n;
+        hlen = 2;
+    } else if (n < 65536) {
+        head[1] = 126;
+        head[2] = (unsigned char)(n >> 8);
+        head[3] = (unsigned char)n;
+        hlen = 4;
+    } else {
+        head[1] = 127;
+        for (int i = 0; i < 8; i++)
+            head[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+        hlen = 10;
+    }
+    PyObject *out = args[0];
+    Py_ssize_t old = PyByteArray_GET_SIZE(out);
+    if (PyByteArray_Resize(out, old + hlen + n) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    char *dst = PyByteArray_AS_STRING(out) + old;
+    memcpy(dst, head, hlen);
+    memcpy(dst + hlen, data.buf, n);
+    PyBuffer_Release(&data);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(utf8_doc, "utf8_valid(data) -> bool: is data well-formed UTF-8 (RFC 3629)?");
 
 static PyObject *
@@ -243,6 +294,7 @@ static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
     {"utf8_valid", (PyCFunction)speedups_utf8_valid, METH_O, utf8_doc},
+    {"frame_into", (PyCFunction)(void (*)(void))speedups_frame_into, METH_FASTCALL, frame_into_doc},
     {NULL, NULL, 0, NULL}
 };
 

@@ -50,10 +50,20 @@ def mask_python(data: bytes | bytearray | memoryview, key: bytes, offset: int = 
     return (int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")).to_bytes(n, "little")
 
 
+def frame_into_python(out: bytearray, opcode: int, data: bytes) -> None:
+    """Append one final, unmasked, uncompressed frame carrying `data` to `out`.
+
+    The send path of a plain reply; `_speedups.frame_into` does it in one resize and copy.
+    """
+    out += frame_header(opcode, len(data))
+    out += data
+
+
 try:
-    from ._speedups import mask
-except ImportError:   # built without a C compiler: the pure-Python XOR
+    from ._speedups import frame_into, mask
+except ImportError:   # built without a C compiler: the pure-Python versions
     mask = mask_python
+    frame_into = frame_into_python
 
 
 def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False,
@@ -107,4 +117,5 @@ def parse_close(payload: bytes) -> tuple[int, str]:
         raise BadClose(CloseCode.INVALID_DATA, "invalid UTF-8 in close reason") from None
 
 
-__all__ = ["Opcode", "BadClose", "parse_close", "frame_header", "mask", "mask_python", "encode_frame", "encode_client_frame", "close_payload"]
+__all__ = ["Opcode", "BadClose", "parse_close", "frame_header", "frame_into", "frame_into_python",
+           "mask", "mask_python", "encode_frame", "encode_client_frame", "close_payload"]
