@@ -18,6 +18,28 @@
 #include <stdint.h>
 #include <string.h>
 
+/* XOR n bytes of src into dst with the 4-byte key k, starting at byte `offset` of the key
+ * stream, eight bytes at a time. */
+static void
+xor_key(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k,
+        Py_ssize_t offset)
+{
+    unsigned char rotated[8];
+    for (int i = 0; i < 8; i++)
+        rotated[i] = k[(i + offset) & 3];
+    uint64_t k64;
+    memcpy(&k64, rotated, 8);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= k64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ rotated[i & 7];
+}
+
 PyDoc_STRVAR(mask_doc,
 "mask(data, key, offset=0) -> bytes\n\n"
 "XOR data with the 4-byte key, starting at byte `offset` of the key stream.");
@@ -53,44 +75,13 @@ speedups_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const unsigned char *src = (const unsigned char *)data.buf;
     const unsigned char *k = (const unsigned char *)key.buf;
     unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-    unsigned char rotated[8];
-    for (int i = 0; i < 8; i++)
-        rotated[i] = k[(i + offset) & 3];
-    uint64_t k64;
-    memcpy(&k64, rotated, 8);
-    Py_ssize_t n = data.len, i = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, src + i, 8);
-        w ^= k64;
-        memcpy(dst + i, &w, 8);
-    }
-    for (; i < n; i++)
-        dst[i] = src[i] ^ rotated[i & 7];
+    xor_key(dst, src, data.len, k, offset);
     Py_END_ALLOW_THREADS
 done:
     PyBuffer_Release(&data);
     PyBuffer_Release(&key);
     return result;
-}
-
-/* Unmask n bytes of src into dst with a 4-byte key, starting at key byte 0. */
-static void
-unmask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
-{
-    unsigned char rotated[8] = {k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]};
-    uint64_t k64;
-    memcpy(&k64, rotated, 8);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, src + i, 8);
-        w ^= k64;
-        memcpy(dst + i, &w, 8);
-    }
-    for (; i < n; i++)
-        dst[i] = src[i] ^ rotated[i & 7];
 }
 
 /* Is s[0:n] well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
@@ -191,7 +182,7 @@ speedups_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (payload == NULL)
             goto fail;
         unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(payload);
-        unmask(dst, src, len, src - 4);
+        xor_key(dst, src, len, src - 4, 0);
         if (b0 == 0x81 && !utf8_valid(dst, len)) {
             Py_DECREF(payload);
             break;

@@ -115,13 +115,7 @@ class ServerProtocol:
             # the common case, whole plain messages and nothing pending: the C scanner's
             # loop of _parse, without the way through it
             messages, pos = _scan(data, 0, self.max_message_size)
-            for opcode, payload in messages:
-                if self.state == _OPEN:
-                    self.messages += 1
-                    if self.on_message is None:
-                        self.events.append((opcode, payload))
-                    else:
-                        self.on_message(opcode, payload)
+            self._deliver(messages)
             if pos == len(data):
                 return
             data = data[pos:]
@@ -182,13 +176,7 @@ class ServerProtocol:
                     # and stops at the first frame with anything to decide (see _speedups.c)
                     messages, pos = _scan(data, pos, self.max_message_size)
                     if messages:
-                        for opcode, payload in messages:
-                            if self.state == State.OPEN:
-                                self.messages += 1
-                                if self.on_message is None:
-                                    events.append((opcode, payload))
-                                else:
-                                    self.on_message(opcode, payload)
+                        self._deliver(messages)
                         continue
                 # ---- a frame header
                 if end - pos < 2:
@@ -285,6 +273,17 @@ class ServerProtocol:
             self._frame_complete(chunk)
             if self.state == State.CLOSED:
                 return
+
+    def _deliver(self, messages: list[tuple[int, bytes]]) -> None:
+        """Hand over the messages the C scanner took, each as it would have completed here:
+        while the connection is open (the service may close it on any of them)."""
+        for opcode, payload in messages:
+            if self.state == _OPEN:
+                self.messages += 1
+                if self.on_message is None:
+                    self.events.append((opcode, payload))
+                else:
+                    self.on_message(opcode, payload)
 
     def _frame_complete(self, chunk: bytes) -> None:
         """Handle `chunk`, the next piece of the current frame's payload (maybe the last)."""
