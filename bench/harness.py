@@ -1,8 +1,10 @@
-"""Helpers shared by the load scripts (bench/bench_lapps.py, soak/soak.py): the small
-things every multi-process load generator on this machine needs."""
+"""Helpers shared by the load scripts (bench/bench_lapps.py, bench/bench_setup.py,
+bench/run_peers.py, soak/soak.py): the small things every multi-process load generator on
+this machine needs. Standard library only: run_peers.py runs in the peers' own venv."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import resource
@@ -10,8 +12,6 @@ import signal
 import socket
 from pathlib import Path
 from typing import Any
-
-import prctl
 
 HOST = "127.0.0.1"   # load scripts talk to loopback only
 
@@ -55,7 +55,10 @@ def percentile(sorted_values: Any, q: float) -> float:
     return sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))]
 
 
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
     """In a server started by a load script, before exec: SIGTERM it if the script dies
     (kill -9 included), so that no server outlives its run."""
-    prctl.set_pdeathsig(signal.SIGTERM)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -56,13 +56,11 @@ except ImportError:
 import argparse
 import base64
 import csv
-import ctypes
 import hashlib
 import json
 import math
 import platform
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -73,15 +71,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-HOST = "127.0.0.1"
+from harness import HOST, die_with_parent, free_port, log, raise_nofile
+
 LAPPS_PY = REPO / ".venv" / "bin" / "python"
 CLIENT = REPO / "bench" / "client" / "lapps-bench-client"
 RESULTS = REPO / "bench" / "results"
 MSG_SIZE = 277
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 # ---------------------------------------------------------------------------- servers
@@ -179,20 +174,6 @@ def all_servers(lapps_protocol: bool, lapps_workers: tuple[int, ...] = (1, 2)) -
     return specs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """In a started server, before exec: SIGTERM it if this script dies (PR_SET_PDEATHSIG)."""
-    _libc.prctl(1, signal.SIGTERM, 0, 0, 0)
-
-
 def ws_echo_probe(port: int, path: str, timeout: float = 2.0) -> bool:
     """An upgrade to `path` and one masked text frame: True when it comes back."""
     with socket.create_connection((HOST, port), timeout) as s:
@@ -237,7 +218,7 @@ class Running:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
         self.root = psutil.Process(self.proc.pid)
 
     def output(self) -> str:
@@ -424,7 +405,7 @@ def run_case(server: Running, row: Row, connections: int, args: argparse.Namespa
         cmd += ["--processes", str(args.client_procs)]
     t_launch = time.monotonic()
     client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                              stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
     out: dict[str, Any] = {"row": row.key, "connections": connections}
     try:
         t_conn = None
@@ -776,12 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("no server to run")
     rows = [r for s in specs for r in s.rows]
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
+    raise_nofile()
     cpus = os.cpu_count() or 1
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "host": platform.node(), "cpus": cpus,

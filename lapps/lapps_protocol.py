@@ -34,6 +34,7 @@ Requires cbor2 >= 6.3 (`strict_hashable_types`, `allow_duplicate_keys`).
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Iterator, Mapping
 
@@ -400,7 +401,7 @@ def encode_answer(values: tuple | list) -> bytes:
             elif v != v:
                 append(_NAN)
                 continue
-            elif v in (_POS_INF, _NEG_INF):
+            elif math.isinf(v):
                 append(_INF if v > 0 else _MINUS_INF)
                 continue
             else:
@@ -410,9 +411,6 @@ def encode_answer(values: tuple | list) -> bytes:
             raise TypeError(f"not a Lua scalar: {t.__name__}")
         append(_head(0x00, v) if v >= 0 else _head(0x20, -1 - v))
     return b"".join(parts)
-
-
-_POS_INF, _NEG_INF = float("inf"), float("-inf")
 
 
 def _utf8_valid_python(data: bytes) -> bool:

@@ -1,7 +1,8 @@
 """The short cuts between Python and Lua on the LAppS-protocol path give exactly what the
 general converters give (lapps.lua.values, lapps.lua.service's ws module).
 
-- `request_to_lua` builds onMessage's table in one Lua call: it must equal `to_lua`'s.
+- `build_request(*request_parts(m))` builds onMessage's table in one Lua call: it must
+  equal `to_lua(m)`.
 - `ws:send(handler, table)` passes the usual answer {cid, status, result = {scalars}} in
   pieces (`py_reply`): the dict that arrives must equal `from_lua` of the whole table, and
   every other table must still go the general way.
@@ -98,13 +99,13 @@ def requests(draw) -> dict:
 
 @SETTINGS
 @given(requests())
-def test_request_to_lua_equals_to_lua(env: Env, message: dict) -> None:
-    assert env.deep_equal(env.values.request_to_lua(message), env.values.to_lua(message))
+def test_request_parts_build_what_to_lua_builds(env: Env, message: dict) -> None:
+    assert env.deep_equal(env.values.build_request(*env.values.request_parts(message)), env.values.to_lua(message))
 
 
-def test_request_to_lua_with_a_long_params_list(env: Env) -> None:
+def test_request_parts_with_a_long_params_list(env: Env) -> None:
     message = {"lapps": 1, "method": "many", "params": list(range(1000)), "cid": 3}
-    assert env.deep_equal(env.values.request_to_lua(message), env.values.to_lua(message))
+    assert env.deep_equal(env.values.build_request(*env.values.request_parts(message)), env.values.to_lua(message))
 
 
 _scalar = (st.booleans() | st.integers(-(2 ** 53), 2 ** 53) | st.floats(allow_nan=False)

@@ -281,7 +281,9 @@ class ServiceHost:
             self._send_kept(conn, kept)
 
     def _send_kept(self, conn: Connection, kept: tuple) -> None:
-        if conn.proto.state == State.OPEN:   # it is: nothing changes it while replies are kept
+        # kept replies are handed over before any direct send or close, so the connection is
+        # still open here; the check keeps proto.send's rule (nothing after the close frame)
+        if conn.proto.state == State.OPEN:
             self.loop.slot.messages_out += frame_kept(conn.proto.out, kept, 0)
             self.loop.mark_dirty(conn)
 

@@ -363,8 +363,8 @@ class ReactiveService(ServiceInstance):
 
     def __init__(self, svc: ServiceConfig, log: logging.Logger, send: Callable[..., Any],
                  send_message: Callable[[Any, Any], Any], close: Callable[..., Any],
-                 bcast: Bcast | None = None, mqr: Mqr | None = None,
-                 deferred: Callable[..., None] | None = None, max_outbound: int = 0) -> None:
+                 *, deferred: Callable[..., None], max_outbound: int,
+                 bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
         super().__init__(svc, log, budget=True, bcast=bcast, mqr=mqr)
         values = self.values
 
@@ -375,12 +375,9 @@ class ReactiveService(ServiceInstance):
                 return False, str(e).encode()
             return send_message(handler, message)
 
-        def no_deferral(*_: Any) -> None:   # without a worker nothing is ever kept back
-            raise RuntimeError("replies were kept back without a worker to take them")
-
         try:
             ws, dispatcher, self.take_kept, request_dispatcher = self.lua.execute(
-                _WS_MODULE, send, send_table, close, deferred or no_deferral, max_outbound,
+                _WS_MODULE, send, send_table, close, deferred, max_outbound,
                 reply_sender(values, send_message), svc.protocol == "lapps")
             self.lua.globals().ws = ws
         except LuaError as e:

@@ -132,11 +132,6 @@ class LuaValues:
             return self._leaf_to_lua(obj)
         return self._converted(self._container_to_lua, obj, 1)
 
-    def request_to_lua(self, message: dict) -> Any:
-        """A map from `decode_message` (a request or notification) as the table onMessage
-        gets: what `to_lua(message)` makes, built in one Lua call instead of two or more."""
-        return self.build_request(*self.request_parts(message))
-
     def request_parts(self, message: dict) -> tuple:
         """The arguments of the Lua function `build_request` that make `message` (a map from
         `decode_message`) into a table; the worker passes them on to a Lua function that

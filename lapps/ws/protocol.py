@@ -33,13 +33,13 @@ from enum import IntEnum
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
+from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
+                        find_head_end, parse_request, response_101, validate_upgrade)
 
 try:
     from ._speedups import scan as _scan
 except ImportError:   # built without a C compiler: every frame goes through _parse's loop
     _scan = None
-from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
-                        find_head_end, parse_request, response_101, validate_upgrade)
 
 EV_REQUEST = 0x100
 EV_CLOSED = 0x101
