@@ -71,14 +71,17 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.0
 
 
 def write_config(root: Path, services: dict[str, dict[str, Any]], lua: dict[str, str],
-                 settings: dict[str, Any], port: int) -> Path:
-    """The config file and the services folder under `root`; returns the config path."""
+                 settings: dict[str, Any], port: int, copy: dict[str, Path] | None = None) -> Path:
+    """The config file and the services folder under `root`; returns the config path.
+    `copy` maps a service name to a folder copied as it is (e.g. one of the original's)."""
     services_dir = root / "services"
     services_dir.mkdir(parents=True)
     shutil.copytree(ECHO_SERVICE, services_dir / "echo")
+    for name, folder in (copy or {}).items():
+        shutil.copytree(folder, services_dir / name)
     for name in services:   # a shipped example service named in `services` comes along
         shipped = ECHO_SERVICE.parent / name
-        if name not in lua and name != "echo" and shipped.is_dir():
+        if name not in lua and name not in (copy or {}) and name != "echo" and shipped.is_dir():
             shutil.copytree(shipped, services_dir / name)
     for name, source in lua.items():
         (services_dir / name).mkdir()
@@ -188,15 +191,16 @@ class ServerFactory:
     def __call__(self, services: dict[str, dict[str, Any]] | None = None, *, lua: dict[str, str] | None = None,
                  settings: dict[str, Any] | None = None, workers: int = 1, listeners: int = 1,
                  wait: bool = True, env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> Server:
+                 extra_args: list[str] | None = None, copy: dict[str, Path] | None = None) -> Server:
         """Start a server. `services` are `[services.NAME]` tables (default: just echo; echo is
         always copied and is added when missing, since readiness is checked on /echo);
-        `lua` maps a test service name to its source; `settings` overlays other sections."""
+        `lua` maps a test service name to its source; `copy` a service name to a folder
+        copied as it is; `settings` overlays other sections."""
         services = dict(services or {})
         services.setdefault("echo", {})
         port = free_port()
         folder = self.root / f"server{len(self.servers)}"
-        config = write_config(folder, services, lua or {}, settings or {}, port)
+        config = write_config(folder, services, lua or {}, settings or {}, port, copy)
         log_path = folder / "server.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(

@@ -303,19 +303,86 @@ def test_erase(env):
       assert(nljson.erase(t, "a") == false and nljson.erase(t, "zzz") == false)
       assert(nljson:erase(t, "b") == true)
       assert(nljson.encode(t) == "{}", "a map that erase empties stays a map")
+      -- arrays: the original's 0-based position (nlohmann's erase(idx))
       local list = {"x", "y", "z"}
-      assert(nljson.erase(list, 2) == true and #list == 2 and list[1] == "x" and list[2] == "z")
-      assert(nljson.erase(list, 5) == false and nljson.erase(list, 0) == false)
+      assert(nljson.erase(list, 1) == true and #list == 2 and list[1] == "x" and list[2] == "z")
+      assert(nljson.erase(list, 2) == false and nljson.erase(list, -1) == false)
+      assert(nljson.erase(list, 0.5) == false)
       assert(nljson.erase(list, "x") == false and nljson.erase(list, nil) == false)
-      assert(nljson:erase(list, 2) == true and nljson.erase(list, 1) == true)
+      assert(nljson:erase(list, 1) == true and nljson.erase(list, 0) == true)
       assert(nljson.encode(list) == "[]", "an emptied array stays an array")
       assert(nljson.erase(nljson.null, 1) == false)
-      return nljson.encode({nljson.erase({1}, 1)})
+      return nljson.encode({nljson.erase({1}, 0)})
     """) == b"[true]"
 
 
 def test_erase_refuses_a_non_table(lua):
     assert lua.error("local r = nljson.erase(1, 1)") == "svc.lua:2: nljson.erase: expects a table, got number"
+
+
+# -- the original's nljson (DESIGN §8): number keys on objects, tostring, traverse ------------
+
+def test_number_key_on_an_object_means_its_string_form(env):
+    # the original's echo_lapps stores under tostring(handler) and looks up with the number
+    assert env.run("""
+      local keys = nljson.decode('{}')
+      keys[tostring(42)] = 7
+      assert(nljson.find(keys, 42) == 7 and nljson:find(keys, "42") == 7, "find")
+      assert(keys[42] == 7, "index")
+      keys[43] = 8
+      assert(rawget(keys, "43") == 8 and rawget(keys, 43) == nil, "assignment")
+      assert(nljson.erase(keys, 42) == true and keys["42"] == nil, "erase")
+      assert(nljson.erase(keys, 42) == false)
+      local built = {}
+      built[tostring(5)] = "x"
+      assert(nljson.find(built, 5) == "x", "a map the service built")
+      local decoded = nljson.decode('{"1": "one", "k": {"2": "two"}}')
+      assert(decoded[1] == "one" and decoded.k[2] == "two" and nljson.find(decoded.k, 2) == "two")
+      return nljson.encode(keys)
+    """) == b'{"43":8}'
+
+
+def test_a_number_key_on_an_array_stays_an_index(env):
+    assert env.run("""
+      local a = nljson.decode('["x", "y"]')
+      a[3] = "z"
+      assert(#a == 3 and nljson.find(a, 3) == "z" and a["3"] == nil)
+      return nljson.encode(a)
+    """) == b'["x","y","z"]'
+
+
+def test_tostring_of_a_decoded_value_is_its_json_text(env):
+    assert env.run("""
+      local t = nljson.decode('{"cid": 5, "message": [1, "a", null, {}]}')
+      assert(tostring(t.message) == '[1,"a",null,{}]')
+      assert(tostring(nljson.object()) == "{}")
+      assert(tostring(nljson.from_cbor(nljson.to_cbor({x = {1, 2}}))) == '{"x":[1,2]}')
+      assert(tostring({}):find("^table: "), "a table the service built is a plain table")
+      return tostring(t)
+    """) == b'{"cid":5,"message":[1,"a",null,{}]}'
+
+
+def test_traverse_visits_every_entry_children_first(env):
+    assert env.run("""
+      local seen = {}
+      nljson.traverse(nljson.decode('{"b": [10, {"c": true}], "a": 1}'),
+                      function(k, v) seen[#seen + 1] = tostring(k) .. "=" .. nljson.typename(v) end)
+      local n = 0
+      nljson:traverse(nljson.null, function() n = n + 1 end)
+      nljson.traverse({}, function() n = n + 1 end)
+      assert(n == 0)
+      return table.concat(seen, " ")
+    """) == b"a=number 1=number c=boolean 2=object b=array"
+
+
+def test_traverse_errors(lua):
+    assert lua.error("nljson.traverse({}, 1)") == (
+        "svc.lua:2: nljson.traverse: expects a function as its second argument, got number")
+    assert lua.error("nljson:traverse(1, print)") == "svc.lua:2: nljson.traverse: expects a table, got number"
+
+
+def test_length_of_arrays_counts_nulls(env):
+    assert env.run("return #nljson.decode('[null, 1, null]'), #nljson.from_cbor('\\x83\\xf6\\xf6\\xf6')") == (3, 3)
 
 
 def test_empty(env):

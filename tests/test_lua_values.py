@@ -224,11 +224,14 @@ def test_empty_table_is_array_object_is_map_null_is_none(values, lua_):
     assert values.from_lua(lua_.eval(b"{a = {}, b = object(), c = null}")) == {"a": [], "b": {}, "c": None}
 
 
-def test_object_with_keys_is_an_ordinary_table(values, lua_):
+def test_object_with_keys_is_a_map(values, lua_):
     t = lua_.eval(b"(function() local o = object(); o.k = 1; return o end)()")
     assert values.from_lua(t) == {"k": 1}
+    # a number key on an object means its string form (DESIGN §8, the original's nljson)
     t = lua_.eval(b"(function() local o = object(); o[1] = 'x'; return o end)()")
-    assert values.from_lua(t) == ["x"]     # keys decide once there are any
+    assert values.from_lua(t) == {"1": "x"}
+    t = lua_.eval(b"(function() local t = {}; t[1] = 'x'; return t end)()")
+    assert values.from_lua(t) == ["x"]     # a table the service built: its keys decide
 
 
 def test_keys_one_to_n_in_any_order_make_a_list(values, lua_):

@@ -17,8 +17,8 @@ The rules (so services written for the original LAppS run unchanged):
 =====================================  ===========================================
 Python                                  Lua
 =====================================  ===========================================
-dict (str keys / int keys)              table with string keys / number keys
-list                                    table with keys 1..n
+dict (str keys / int keys)              table with string keys / number keys (OBJECT)
+list                                    table with keys 1..n (ARRAY)
 {} (empty dict)                         a fresh `nljson.object()` table
 None                                    `nljson.null` (arrays keep their length)
 str                                     string (UTF-8 bytes)
@@ -48,17 +48,34 @@ MAX_DEPTH = 64          # containers nested inside one another, the outermost co
 _INT64 = 2 ** 63        # lupa hands Lua only ints that fit a C long
 _MAX_VARARGS = 256      # lists up to this long are built as `{...}` (Lua's C stack holds <8000)
 
-# Made once per runtime. `null` refuses writes and cannot be re-metatabled; `object()`
-# tables share one metatable, which is how `kind` (called for empty tables only) tells
-# them from `{}`. `has_repeat` runs only after the depth limit tripped, to say "cycle".
+# Made once per runtime. `null` refuses writes and cannot be re-metatabled. Every map this
+# runtime decodes, and every `object()`, shares the OBJECT metatable, every decoded list the
+# ARRAY one: that is how `kind` (called for empty tables only) tells `object()` from `{}`,
+# how a number key on a map means its string form (DESIGN §8), and where nljson hangs
+# `tostring` (JSON text). Tables a service builds itself stay without a metatable.
+# `has_repeat` runs only after the depth limit tripped, to say "cycle".
 _HELPERS = b"""
-local setmetatable, getmetatable, rawequal, error = setmetatable, getmetatable, rawequal, error
+local setmetatable, getmetatable, rawequal, rawget, rawset, error, type, tostring =
+      setmetatable, getmetatable, rawequal, rawget, rawset, error, type, tostring
 local null = setmetatable({}, {
   __tostring = function() return "null" end,
   __newindex = function() error("nljson.null is read-only", 2) end,
   __metatable = "nljson.null",   -- getmetatable shows this; setmetatable refuses
 })
-local OBJECT = {}
+-- The metatables of the containers this runtime decodes. On an OBJECT a number key means
+-- its string form, as on the original's nljson objects: t[5] reads t["5"] and t[5] = v
+-- writes t["5"] (raw number keys, as a CBOR map may carry, are read as they are). nljson
+-- adds __tostring (JSON text) to both.
+local OBJECT = {
+  __index = function(t, k)
+    if type(k) == "number" then return rawget(t, tostring(k)) end
+  end,
+  __newindex = function(t, k, v)
+    if type(k) == "number" then k = tostring(k) end
+    rawset(t, k, v)
+  end,
+}
+local ARRAY = {}
 local function object() return setmetatable({}, OBJECT) end
 local function kind(t)
   if rawequal(t, null) then return "null" end
@@ -74,15 +91,17 @@ local function has_repeat(path)
   end
   return false
 end
-local function array(...) return {...} end
+local function array(...) return setmetatable({...}, ARRAY) end
+local function as_array(t) return setmetatable(t, ARRAY) end
+local function as_object(t) return setmetatable(t, OBJECT) end
 -- a LAppS request or notification as onMessage gets it, in one call: params come as the
 -- trailing values (params == true), as one ready table (a long list), or not at all (nil)
 local function request(method, cid, params, ...)
   local m = {lapps = 1, method = method, cid = cid}
-  if params == true then m.params = {...} elseif params then m.params = params end
-  return m
+  if params == true then m.params = setmetatable({...}, ARRAY) elseif params then m.params = params end
+  return setmetatable(m, OBJECT)
 end
-return null, object, kind, OBJECT, has_repeat, array, request
+return null, object, kind, OBJECT, ARRAY, has_repeat, array, as_array, as_object, request
 """
 
 _NULL, _OBJECT = b"null", b"object"
@@ -101,14 +120,16 @@ class LuaValues:
 
     Make one per runtime, after `new_runtime` and before the host modules (which take it).
     `null` is the sentinel that is `nljson.null`; `make_object` the Lua function behind
-    `nljson.object()`, `object_marker` the metatable its tables share; `object()` calls it
-    from Python.
+    `nljson.object()`; `object_marker` and `array_marker` the metatables that decoded maps
+    (and `object()` tables) and decoded lists share; `object()` calls `make_object` from
+    Python.
     """
 
     def __init__(self, lua: Any) -> None:
         self.lua = lua
-        (self.null, self.make_object, self._kind, self.object_marker,
-         self._has_repeat, self._array, self.build_request) = lua.execute(_HELPERS, name="=nljson.values")
+        (self.null, self.make_object, self._kind, self.object_marker, self.array_marker,
+         self._has_repeat, self._array, self._as_array, self._as_object,
+         self.build_request) = lua.execute(_HELPERS, name="=nljson.values")
         self._table_from = lua.table_from
         self._table_type = type(lua.table())
 
@@ -191,7 +212,7 @@ class LuaValues:
                 out = self._items_to_lua(obj, depth)
                 if len(out) <= _MAX_VARARGS:
                     return self._array(*out)     # `{...}` in Lua: cheaper than table_from
-                return self._table_from(out)
+                return self._as_array(self._table_from(out))
             if not obj:
                 return self.make_object()
             items: dict[Any, Any] = {}
@@ -213,7 +234,7 @@ class LuaValues:
                     items[k] = self._container_to_lua(v, depth + 1)
                 else:
                     items[k] = self._leaf_to_lua(v)
-            return self._table_from(items)
+            return self._as_object(self._table_from(items))
         except _TooDeep as e:
             e.path.append(obj)
             raise

@@ -13,12 +13,17 @@ directly and hands them to `ws:send` as they are. The conversion rules are those
 | `encode(v)` | Lua value -> compact JSON, keys sorted |
 | `encode_pretty(v[, indent])` | the same, indented (2 by default; 0 is compact) |
 | `to_cbor(v)` / `from_cbor(s)` | Lua value <-> one CBOR data item |
-| `find(t, key)` | `t[key]` or nil: a map's key or an array's 1-based index |
+| `find(t, key)` | `t[key]` or nil: a map's key (a number meaning its string form) or an array's 1-based index |
 | `foreach(t, fn)` | `fn(key, value)` per entry, array entries first and in order |
-| `erase(t, key)` | remove a key, or an array index (later entries shift down); true/false |
+| `traverse(t, fn)` | `fn(key, value)` for every entry at every depth, children before their container |
+| `erase(t, key)` | remove a map's key, or an array's entry at a 0-based position (the original's); true/false |
 | `empty(v)` | true for nil, `null` and empty tables; false otherwise |
 | `typename(v)` | "null", "object", "array", "string", "number", "boolean" |
 | `null`, `object()` | the null sentinel; a new empty table that encodes as {} |
+
+Decoded containers carry the runtime's OBJECT or ARRAY metatable (values.py): on an object a
+number key means its string form (`t[5]` is `t["5"]`), and `tostring` of either is its JSON
+text, as the original's userdata did (DESIGN §8).
 
 Decisions:
 - `encode` refuses NaN and ±inf (JSON has no such numbers; nlohmann silently wrote null),
@@ -50,10 +55,10 @@ MAX_FILE_BYTES = 64 * 1024 * 1024   # decode_file refuses larger files (the defa
 
 _MODULE = b"""
 local py_decode, py_decode_file, py_encode, py_encode_pretty, py_to_cbor, py_from_cbor,
-      null, new_object, OBJECT = ...
+      null, new_object, OBJECT, ARRAY = ...
 local type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable =
       type, rawequal, rawget, rawset, next, error, tostring, getmetatable, setmetatable
-local remove = table.remove
+local remove, sort = table.remove, table.sort
 
 local M = { null = null }
 
@@ -112,11 +117,25 @@ function M.from_cbor(a, b)
   return r
 end
 
+-- what the original's nljson would call it: an object (string keys) or an array. Decoded
+-- containers carry their kind in their metatable; a table the service built is judged by
+-- its keys, an empty one being an array (as it encodes)
+local function is_object(t)
+  local mt = getmetatable(t)
+  if rawequal(mt, OBJECT) then return true end
+  if rawequal(mt, ARRAY) or rawequal(t, null) then return false end
+  return next(t) ~= nil and rawget(t, 1) == nil
+end
+
 function M.find(a, b, c)
   if rawequal(a, M) then a, b = b, c end
   want("find", "a table", a, type(a) == "table")
   if b == nil then return nil end
-  return rawget(a, b)
+  local v = rawget(a, b)
+  if v == nil and type(b) == "number" and is_object(a) then
+    v = rawget(a, tostring(b))        -- a number key on an object is its string form
+  end
+  return v
 end
 
 function M.foreach(a, b, c)
@@ -133,20 +152,29 @@ function M.foreach(a, b, c)
   end
 end
 
+-- erase follows the original: on an object a key (a number meaning its string form), on
+-- an array a 0-based position (nlohmann's erase(idx)), what follows shifting down
 function M.erase(a, b, c)
   if rawequal(a, M) then a, b = b, c end
   want("erase", "a table", a, type(a) == "table")
-  if rawequal(a, null) or b == nil or rawget(a, b) == nil then return false end
-  if type(b) == "number" and b >= 1 and b <= #a and b % 1 == 0 then
-    remove(a, b)                      -- an array index: what follows shifts down
+  if rawequal(a, null) or b == nil then return false end
+  if is_object(a) then
+    if rawget(a, b) == nil then
+      if type(b) ~= "number" then return false end
+      b = tostring(b)
+      if rawget(a, b) == nil then return false end
+    end
+    rawset(a, b, nil)
+    -- a map that erase empties still encodes as a map
+    if next(a) == nil and getmetatable(a) == nil then setmetatable(a, OBJECT) end
     return true
   end
-  rawset(a, b, nil)
-  -- a map that erase empties still encodes as a map
-  if next(a) == nil and type(b) == "string" and getmetatable(a) == nil then
-    setmetatable(a, OBJECT)
+  local n = #a
+  if type(b) == "number" and b % 1 == 0 and b >= 0 and b < n then
+    remove(a, b + 1)
+    return true
   end
-  return true
+  return false
 end
 
 function M.empty(a, b)
@@ -161,17 +189,48 @@ function M.typename(a, b)
   if a == nil or rawequal(a, null) then return "null" end
   local t = type(a)
   if t ~= "table" then return t end
-  if next(a) == nil then
-    if rawequal(getmetatable(a), OBJECT) then return "object" end
-    return "array"
+  if is_object(a) then return "object" end
+  return "array"
+end
+
+-- traverse(t, fn): fn(key, value) for every entry at every depth, a container's entries
+-- before the entry that holds it (the original's order); object keys in sorted order, as
+-- nlohmann kept them
+local function traverse(t, fn)
+  if is_object(t) then
+    local keys = {}
+    for k in next, t do keys[#keys + 1] = k end
+    sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+    for i = 1, #keys do
+      local k = keys[i]
+      local v = rawget(t, k)
+      if type(v) == "table" and not rawequal(v, null) then traverse(v, fn) end
+      fn(k, v)
+    end
+  else
+    for i = 1, #t do
+      local v = rawget(t, i)
+      if type(v) == "table" and not rawequal(v, null) then traverse(v, fn) end
+      fn(i, v)
+    end
   end
-  if rawget(a, 1) ~= nil then return "array" end
-  return "object"
+end
+
+function M.traverse(a, b, c)
+  if rawequal(a, M) then a, b = b, c end
+  want("traverse", "a table", a, type(a) == "table")
+  want("traverse", "a function as its second argument", b, type(b) == "function")
+  traverse(a, b)
 end
 
 function M.object()
   return new_object()
 end
+
+-- tostring() of a decoded container is its JSON text, as of the original's userdata
+local function json_text(t) return M.encode(t) end
+OBJECT.__tostring = json_text
+ARRAY.__tostring = json_text
 
 return M
 """
@@ -244,7 +303,7 @@ def install_nljson(lua: Any, values: LuaValues, directory: str | None = None) ->
                        _protected("decode_file", decode_file), _protected("encode", encode),
                        _protected("encode_pretty", encode), _protected("to_cbor", to_cbor),
                        _protected("from_cbor", from_cbor), values.null, values.make_object,
-                       values.object_marker, name="=nljson")
+                       values.object_marker, values.array_marker, name="=nljson")
 
 
 def _protected(name: str, fn: Callable[..., Any]) -> Callable[..., tuple[bool, Any]]:

@@ -1,0 +1,78 @@
+"""The original LAppS applications (../shared/original-lapps), run unchanged on the real server.
+
+Their files are copied as they are into the test server's services folder; the config says
+what the original's per-service JSON says (protocol, target, standalone, preloads), without
+the modules we do not have (pam_auth). Where the folder is missing the tests say SKIPPED.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lapps.client import ConnectionClosed, LappsRequestError, connect
+
+ORIGINAL = Path(__file__).resolve().parent.parent.parent / "shared" / "original-lapps"
+EXAMPLES = ORIGINAL / "examples"
+
+pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(),
+                                reason=f"the original LAppS files are not here ({ORIGINAL})")
+
+ECHO_LAPPS = {"protocol": "LAppS", "request_target": "/echo_lapps", "preload": ["time", "murmur", "mqr"]}
+TIME_BROADCAST = {"standalone": True, "preload": ["nap", "time"]}
+BROADCAST_BLOB = {"standalone": True, "preload": ["nap"]}
+
+
+@pytest.fixture
+def original(lapps_server):
+    """echo_lapps, time_broadcast and broadcast_blob of the original, on one worker (one Lua state
+    holds the logins, as in the original)."""
+    names = ("echo_lapps", "time_broadcast", "broadcast_blob")
+    return lapps_server({"echo_lapps": ECHO_LAPPS, "time_broadcast": TIME_BROADCAST,
+                         "broadcast_blob": BROADCAST_BLOB},
+                        copy={name: EXAMPLES / name for name in names}, workers=1)
+
+
+def login(client, user: str = "admin", password: str = "admin") -> int:
+    result = client.request("login", [{"user": user, "password": password}])
+    authkey = result[0]["authkey"]
+    assert isinstance(authkey, int) and authkey >= 1
+    return authkey
+
+
+def test_original_echo_lapps_login_echo_subscribe_logout(original):
+    with connect(f"ws://127.0.0.1:{original.port}/echo_lapps") as client:
+        authkey = login(client)
+        for i in range(3):   # the second request is where the number-key lookup used to fail
+            assert client.request("echo", [{"authkey": authkey}, "hello", i]) == [{"authkey": authkey}, "hello", i]
+        client.notify("subscribe", [{"authkey": authkey}], cid=5)
+        client.notify("subscribe", [{"authkey": authkey}], cid=6)
+        tick = client.next_oon(5, timeout=5)
+        assert re.fullmatch(r"Server time: .+", tick[0])
+        blob = client.next_oon(6, timeout=8)     # broadcast_blob sends every 5 s
+        assert blob[:5] == [1, 2, 3, 4, 5] and len(blob[5]) > 4000
+        assert client.request("echo", [{"authkey": authkey}, "after"]) == [{"authkey": authkey}, "after"]
+        client.notify("logout", [{"authkey": authkey}], cid=0)
+        with pytest.raises(ConnectionClosed) as closed:
+            client.request("echo", [{"authkey": authkey}, "gone"], timeout=5)
+        assert closed.value.code == 1000
+    assert "Not authenticated" not in original.log()
+
+
+def test_original_echo_lapps_refuses_a_wrong_password_and_a_stolen_key(original):
+    with connect(f"ws://127.0.0.1:{original.port}/echo_lapps") as owner:
+        authkey = login(owner, "guest", "guest")
+        with connect(f"ws://127.0.0.1:{original.port}/echo_lapps") as thief:
+            with pytest.raises(LappsRequestError) as refused:
+                thief.request("echo", [{"authkey": authkey}, "x"], timeout=5)
+            assert refused.value.code == -32000
+            with pytest.raises(ConnectionClosed) as closed:
+                thief.request("echo", [{"authkey": authkey}, "x"], timeout=5)
+            assert closed.value.code == 1000
+        assert owner.request("echo", [{"authkey": authkey}, "still mine"]) == [{"authkey": authkey}, "still mine"]
+    with connect(f"ws://127.0.0.1:{original.port}/echo_lapps") as client:
+        with pytest.raises(LappsRequestError) as refused:
+            client.request("login", [{"user": "admin", "password": "wrong"}], timeout=5)
+        assert (refused.value.code, refused.value.message) == (10, "Authentication error")
