@@ -147,6 +147,9 @@ class ServiceConfig:
     max_memory: int = 67108864
     instruction_budget: int = 100_000_000
     slow_consumer: str = "close"
+    cws_verify: bool = True                 # cws: verify wss:// servers' certificates
+    cws_ca_file: str = ""                   # cws: a PEM CA bundle instead of the system's
+    cws_connect_to: dict[str, str] = field(default_factory=dict)   # cws: "host:port" -> "addr:port"
     directory: str
     script: str
 
@@ -282,6 +285,22 @@ def _endpoints(v: Any) -> tuple[EndpointConfig, ...]:
     return tuple(out)
 
 
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})\Z")
+
+
+def _connect_to(v: Any) -> dict[str, str]:
+    """cws_connect_to: "host:port" = "address:port" pairs (curl's --connect-to): a wss:// URI
+    keeps its host for TLS and the Host header while the TCP connection goes elsewhere."""
+    if not isinstance(v, dict):
+        raise _Invalid('a table of "host:port" = "address:port"')
+    for key, value in v.items():
+        for what, text in (("key", key), ("value", value)):
+            m = _HOST_PORT.match(text) if isinstance(text, str) else None
+            if m is None or not 1 <= int(m.group(2)) <= 65535:
+                raise _Invalid(f'"host:port" as the {what} (port 1-65535)', f".{key}", text, inner=True)
+    return dict(v)
+
+
 def _headers(v: Any) -> dict[str, str]:
     """extra_headers: the handshake writes Upgrade, Connection and Sec-WebSocket-* itself; a service
     must not forge those, nor smuggle a line break into the 101 response (see _text)."""
@@ -388,6 +407,9 @@ _SERVICE = _Section(ServiceConfig, {
     "max_memory": _Field(67108864, _integer(0)),            # bytes per Lua state; 0 = no cap
     "instruction_budget": _Field(100_000_000, _integer(0)),  # VM instructions per call; 0 = none
     "slow_consumer": _Field("close", _choice("close", "drop")),  # outbound buffer full: 1008, or drop broadcasts
+    "cws_verify": _Field(True, _boolean),
+    "cws_ca_file": _Field("", _string, path=True),
+    "cws_connect_to": _Field({}, _connect_to),
 })
 _SERVICE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # a folder, a file and a Lua module name
 
@@ -475,6 +497,9 @@ def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
         services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script)
         if not os.path.isfile(script):
             raise ConfigError(f"{key}: script not found: {script}")
+        ca_file = services[name].cws_ca_file
+        if ca_file and not os.path.isfile(ca_file):
+            raise ConfigError(f"{key}.cws_ca_file: file not found: {ca_file}")
     _check_links(services)
     return services
 
@@ -583,6 +608,10 @@ def load_config(path: str | None = None, overrides: Mapping[str, object] | None 
         layers.append((_nest(overrides), cwd))
     for layer, layer_base in layers:
         _resolve_paths(_ROOT, layer, layer_base)
+        services_layer = layer.get("services")
+        for table in services_layer.values() if isinstance(services_layer, dict) else ():
+            if isinstance(table, dict):   # a service's own paths (cws_ca_file), likewise
+                _resolve_paths(_SERVICE, table, layer_base)
         tree = _merge(tree, layer)
     services_table = tree.pop("services")
     config = _build(_ROOT, tree, "", services={}, source=path)

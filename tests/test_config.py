@@ -466,3 +466,19 @@ def test_default_config_path_falls_back_to_the_shipped_file(monkeypatch: pytest.
     assert default_config_path() == str(SHIPPED)
     monkeypatch.setenv("LAPPS_CONFIG", "")  # empty counts as unset
     assert default_config_path() == str(SHIPPED)
+
+
+def test_cws_tls_keys(site: Path) -> None:
+    message = error_of(site, "[services.echo]\ncws_ca_file = 'ca.pem'\n")
+    assert message == f"services.echo.cws_ca_file: file not found: {site / 'etc' / 'ca.pem'}"
+    (site / "etc" / "ca.pem").write_text("pem")
+    config = load_config(write(site, "[services.echo]\ncws_ca_file = 'ca.pem'\ncws_verify = false\n"
+                                     "cws_connect_to = { 'api.example.com:443' = '127.0.0.1:8443' }\n"))
+    svc = config.services["echo"]
+    assert (svc.cws_ca_file, svc.cws_verify) == (str(site / "etc" / "ca.pem"), False)
+    assert svc.cws_connect_to == {"api.example.com:443": "127.0.0.1:8443"}
+    message = error_of(site, "[services.echo]\ncws_connect_to = { 'api.example.com' = '127.0.0.1:8443' }\n")
+    assert message == ('services.echo.cws_connect_to.api.example.com: expected "host:port" as the key '
+                       '(port 1-65535), got "api.example.com"')
+    message = error_of(site, "[services.echo]\ncws_connect_to = { 'a:1' = '127.0.0.1:70000' }\n")
+    assert 'expected "host:port" as the value (port 1-65535), got "127.0.0.1:70000"' in message

@@ -20,6 +20,7 @@ from ..config import ServiceConfig
 from ..ipc.bus import BusError
 from .modules.basic import install_murmur, install_nap, install_time
 from .modules.cws import install_cws
+from .modules.cws_tls import TlsOptions
 from .modules.nljson import install_nljson
 from .runtime import LuaError, LuaMemoryError, Runtime, describe_lua_error, lua_type, new_runtime
 from .values import LuaValues
@@ -252,7 +253,8 @@ class ServiceInstance:
                         raise ServiceBootError(f"service {svc.name}: mqr is not available here")
                     g.mqr = self._mqr_module(mqr)
                 elif name == "cws":   # WebSocket client; its eventLoop() blocks (standalone services)
-                    g.cws = install_cws(self.lua, self.values)
+                    g.cws = install_cws(self.lua, self.values, TlsOptions(
+                        svc.cws_verify, svc.cws_ca_file, svc.cws_connect_to))
             if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
                 g.bcast = self._bcast_module(bcast)
             self._collect = self.lua.eval(b"function() collectgarbage() collectgarbage() end")

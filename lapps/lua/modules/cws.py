@@ -11,17 +11,17 @@
 API (colon or dot call style everywhere, as in the other host modules):
 
 - `cws:new(uri, callbacks)` -> an object (a Lua table), or `nil, errmsg` for a bad URI or
-  callbacks table. `uri` is `ws://host[:port][/path][?query]` (port 80 by default);
-  `wss://` answers `nil, "wss:// is not supported yet"`. Nothing happens on the network
-  until the next `cws:eventLoop()`. The object carries `obj.handler`, an integer unique
+  callbacks table. `uri` is `ws://host[:port][/path][?query]` (port 80 by default) or
+  `wss://...` (TLS, port 443 by default, the certificate verified as cws_tls.py says).
+  Nothing happens on the network until the next `cws:eventLoop()`. The object carries `obj.handler`, an integer unique
   within the process for its lifetime (the original used the socket's fd, which the
   kernel reuses; a counter never names two connections), and the methods
   `obj:send(data[, opcode])` and `obj:close([code[, reason]])`. Every callback is
   optional and gets the handler (the integer) first:
   `onopen(handler)` after the server's 101; `onmessage(handler, message, opcode)` per
   message (opcode 1 text, 2 binary; fragments already joined); `onerror(handler, message)`
-  when the connection FAILED: connection refused, DNS, the 5 s open timeout (TCP connect
-  plus handshake), a rejected handshake ("handshake rejected: HTTP 404 ..."), a bad 101,
+  when the connection FAILED: connection refused, DNS, the 5 s open timeout (TCP connect,
+  TLS and the opening handshake), a TLS failure (an untrusted certificate names the reason), a rejected handshake ("handshake rejected: HTTP 404 ..."), a bad 101,
   a protocol violation by the server (or its close with 1002/1007/1009), TCP dropped
   without a close frame, the 5 s close timeout; `onclose(handler, code, reason)` exactly
   once at the end, after `onerror` when there was one (`code` is the server's close code
@@ -64,13 +64,16 @@ import errno
 import os
 import selectors
 import socket
+import ssl
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ...ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State
 from ..runtime import lua_type
+from .cws_tls import TlsContexts, TlsOptions, handshake_step
 
 DEFAULT_TIMEOUT = 0.05          # seconds an eventLoop() waits by default
 OPEN_TIMEOUT = 5.0              # TCP connect plus opening handshake
@@ -79,67 +82,10 @@ READ_BUDGET = 1 << 20           # bytes read from one socket in one pass at most
 _RECV_SIZE = 65536
 _FAILURE_CODES = frozenset((1002, 1007, 1009))   # protocol error, bad data, too big
 _CALLBACKS = (b"onopen", b"onmessage", b"onerror", b"onclose")
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+_TLS_WRITE = 16384               # bytes per TLS write (one record)
 
-_CWS_MODULE = b"""
-local py_new, py_send, py_close, py_poll, py_next, py_count = ...
-local type, error, rawequal, tostring, setmetatable = type, error, rawequal, tostring, setmetatable
-
-local cws = {}
-
-local function handler_of(x)
-  if type(x) == "table" then return x.handler end
-  return x
-end
-
-local OBJECT = {
-  __tostring = function(o) return "cws connection " .. tostring(o.handler) end,
-}
-
-function cws.new(a, b, c)
-  if rawequal(a, cws) then a, b = b, c end
-  local h, err = py_new(a, b)
-  if not h then return nil, err end
-  local obj = setmetatable({ handler = h }, OBJECT)
-  -- obj:send(data, opcode) passes the object first; obj.send(data, opcode) does not
-  function obj.send(x, y, z)
-    if rawequal(x, obj) then x, y = y, z end
-    return py_send(h, x, y)
-  end
-  function obj.close(x, y, z)
-    if rawequal(x, obj) then x, y = y, z end
-    return py_close(h, x, y)
-  end
-  return obj
-end
-
-function cws.send(a, b, c, d)
-  if rawequal(a, cws) then a, b, c = b, c, d end
-  return py_send(handler_of(a), b, c)
-end
-
-function cws.close(a, b, c, d)
-  if rawequal(a, cws) then a, b, c = b, c, d end
-  return py_close(handler_of(a), b, c)
-end
-
-function cws.eventLoop(a, b)
-  if rawequal(a, cws) then a = b end
-  if a ~= nil and not (type(a) == "number" and a >= 0 and a < math.huge) then
-    error("cws:eventLoop: the timeout must be a non-negative number of seconds, got "
-          .. tostring(a), 2)
-  end
-  py_poll(a)
-  -- one callback at a time: if one raises, the rest stay queued for the next pass
-  while true do
-    local fn, h, x, y = py_next()
-    if not fn then break end
-    fn(h, x, y)
-  end
-  return py_count()
-end
-
-return cws
-"""
+_CWS_MODULE = (Path(__file__).parent / "cws.lua").read_bytes()
 
 
 def _int(value: Any) -> int | None:
@@ -153,14 +99,18 @@ def _int(value: Any) -> int | None:
 class _Connection:
     """One client connection: where it goes, its socket, its protocol state, its callbacks."""
 
-    __slots__ = ("handler", "host", "port", "where", "addrs", "proto", "sock", "connected",
-                 "opened", "alive", "deadline", "mask", "onopen", "onmessage", "onerror", "onclose")
+    __slots__ = ("handler", "host", "port", "tls", "tls_wait", "tls_retry", "where", "addrs", "proto", "sock",
+                 "connected", "opened", "alive", "deadline", "mask", "onopen", "onmessage",
+                 "onerror", "onclose")
 
-    def __init__(self, handler: int, host: str, port: int, proto: ClientProtocol,
+    def __init__(self, handler: int, host: str, port: int, tls: bool, proto: ClientProtocol,
                  callbacks: dict[bytes, Any]):
         self.handler = handler
         self.host = host
         self.port = port
+        self.tls = tls                          # wss://
+        self.tls_wait = 0                       # selector events the TLS handshake waits for
+        self.tls_retry = 0                      # bytes of a TLS write to repeat, as OpenSSL wants
         self.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"   # for messages
         self.addrs: list[tuple[Any, ...]] | None = None   # addresses not tried yet, once resolved
         self.proto = proto
@@ -180,7 +130,8 @@ class CwsClient:
     """The Python side of one runtime's `cws` module: every connection, one selector, and
     the queue of callbacks due (`(function, handler, arg, arg)`, which Lua pops and runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsOptions | None = None) -> None:
+        self._tls = TlsContexts(tls or TlsOptions())
         self._conns: dict[int, _Connection] = {}
         self._pending: list[_Connection] = []   # made by new(), connect in the next pass
         self._events: deque[tuple[Any, ...]] = deque()
@@ -191,7 +142,7 @@ class CwsClient:
 
     def new(self, uri: Any = None, callbacks: Any = None) -> Any:
         if type(uri) is not bytes:
-            return None, (b"Usage: cws:new(uri, callbacks): uri is a ws:// URI string, callbacks "
+            return None, (b"Usage: cws:new(uri, callbacks): uri is a ws:// or wss:// URI string, callbacks "
                           b"a table of functions onopen, onmessage, onerror, onclose")
         if lua_type(callbacks) != "table":
             return None, b"cws:new: callbacks must be a table (onopen, onmessage, onerror, onclose)"
@@ -205,25 +156,29 @@ class CwsClient:
             text = uri.decode("utf-8")
             parts = urlsplit(text)
             scheme = parts.scheme.lower()
-            if scheme == "wss":
-                return None, b"wss:// is not supported yet"
-            if scheme != "ws":
-                raise ValueError(f"expects a ws:// URI, got {text!r}")
+            if scheme not in _DEFAULT_PORTS:
+                raise ValueError(f"expects a ws:// or wss:// URI, got {text!r}")
             host = parts.hostname
             if not host:
                 raise ValueError(f"no host in {text!r}")
-            port = parts.port or 80     # ValueError for a port that is not a number or out of range
+            default = _DEFAULT_PORTS[scheme]
+            port = parts.port or default   # ValueError for a port that is not a number or out of range
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
             shown = f"[{host}]" if ":" in host else host
-            host_header = shown if port == 80 else f"{shown}:{port}"
+            host_header = shown if port == default else f"{shown}:{port}"
             proto = ClientProtocol(host_header, path)
         except (UnicodeDecodeError, ValueError) as e:
             return None, f"cws:new: {e}".encode()
+        if scheme == "wss":
+            try:
+                self._tls.context()
+            except (ssl.SSLError, OSError) as e:
+                return None, f"cws:new: cannot load cws_ca_file {self._tls.options.ca_file}: {e}".encode()
         handler = self._next_handler
         self._next_handler += 1
-        conn = _Connection(handler, host, port, proto, found)
+        conn = _Connection(handler, host, port, scheme == "wss", proto, found)
         self._conns[handler] = conn
         self._pending.append(conn)
         return handler
@@ -317,6 +272,9 @@ class CwsClient:
             conn = key.data
             if not conn.alive:
                 continue
+            if conn.tls_wait:
+                self._tls_handshake(conn)
+                continue
             if not conn.connected:
                 self._connected(conn)
                 continue
@@ -342,8 +300,9 @@ class CwsClient:
         """Start a non-blocking connect to the next address of `conn`."""
         if conn.addrs is None:
             conn.deadline = time.monotonic() + OPEN_TIMEOUT
+            host, port = self._tls.options.address(conn.host, conn.port)
             try:
-                infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError as e:
                 conn.addrs = []
                 return self._finish(conn, f"cannot resolve {conn.host}: {e.strerror or e}")
@@ -375,6 +334,28 @@ class CwsClient:
             if conn.addrs:   # another address of the host
                 return self._connect(conn)
             return self._finish(conn, f"cannot connect to {conn.where}: {os.strerror(err)}")
+        if conn.tls:
+            if conn.mask and self._selector is not None:
+                self._selector.unregister(sock)   # the TLS socket takes over the descriptor
+            conn.mask = 0
+            conn.sock = self._tls.context().wrap_socket(sock, server_hostname=conn.host,
+                                                        do_handshake_on_connect=False)
+            return self._tls_handshake(conn)
+        self._opened_transport(conn)
+
+    def _tls_handshake(self, conn: _Connection) -> None:
+        """One step of the TLS handshake; once it is done the upgrade request goes out."""
+        state, error = handshake_step(conn.sock, conn.where)   # type: ignore[arg-type]
+        if state == "failed":
+            return self._finish(conn, error)
+        if state == "done":
+            conn.tls_wait = 0
+            return self._opened_transport(conn)
+        conn.tls_wait = selectors.EVENT_READ if state == "read" else selectors.EVENT_WRITE
+        self._register(conn)
+
+    def _opened_transport(self, conn: _Connection) -> None:
+        """TCP (and TLS) is up: send the upgrade request."""
         conn.connected = True
         error = self._flush(conn)   # the upgrade request
         if error:
@@ -385,7 +366,9 @@ class CwsClient:
         selector = self._selector
         if selector is None or conn.sock is None:
             return
-        if conn.connected:
+        if conn.tls_wait:
+            mask = conn.tls_wait
+        elif conn.connected:
             mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.proto.out else 0)
         else:
             mask = selectors.EVENT_WRITE
@@ -404,12 +387,22 @@ class CwsClient:
         if sock is None or not conn.connected:
             return None
         while out:
+            if conn.tls:
+                # a TLS write that wanted the socket must be repeated with the same bytes
+                size = conn.tls_retry or min(len(out), _TLS_WRITE)
+                chunk: bytes | bytearray = bytes(out[:size])
+            else:
+                chunk = out
             try:
-                n = sock.send(out)
+                n = sock.send(chunk)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                conn.tls_retry = len(chunk)
+                break
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as e:
                 return f"send to {conn.where} failed: {e.strerror or e}"
+            conn.tls_retry = 0
             del out[:n]
         return None
 
@@ -418,11 +411,16 @@ class CwsClient:
         proto = conn.proto
         assert sock is not None
         got = 0
-        while conn.alive and got < READ_BUDGET:
+        while conn.alive:
+            # past the budget, go on only while TLS holds decrypted bytes the selector cannot see
+            if got >= READ_BUDGET and not (conn.tls and sock.pending()):   # type: ignore[attr-defined]
+                return
             try:
                 data = sock.recv(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                 return
+            except ssl.SSLZeroReturnError:   # the server's TLS close_notify: as end of stream
+                data = b""
             except OSError as e:
                 return self._finish(conn, f"receive from {conn.where} failed: {e.strerror or e}")
             if not data:
@@ -503,9 +501,10 @@ class CwsClient:
             self._events.append((conn.onclose, h, int(code), reason.encode()))
 
 
-def install_cws(lua: Any, values: Any = None) -> Any:
-    """Build the `cws` module table in `lua`. (`values` is taken for symmetry with the
-    other host modules; messages are Lua strings, so no conversion is needed.)"""
-    client = CwsClient()
+def install_cws(lua: Any, values: Any = None, tls: TlsOptions | None = None) -> Any:
+    """Build the `cws` module table in `lua`; `tls` is what the service's config says about
+    wss://. (`values` is taken for symmetry with the other host modules; messages are Lua
+    strings, so no conversion is needed.)"""
+    client = CwsClient(tls)
     return lua.execute(_CWS_MODULE, client.new, client.send, client.close, client.poll,
                        client.next_event, client.count, name="=cws")
