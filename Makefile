@@ -81,12 +81,14 @@ soak: $(STAMP)
 # alone; LAppS (raw and LAppS-protocol echo, 1, 2 and 4 workers) against the peer servers with
 # the websocketpp client (ARGS go to bench/run_peers.py, e.g. ARGS="--quick"); connection setup
 # rate and memory per idle connection; echo over wss:// and with permessage-deflate, and bcast
-# fan-out to 10,000 subscribers. Tables on the terminal, CSV/JSON/PNG in bench/results/.
+# fan-out to 10,000 subscribers; mqr throughput of the original's sender/receiver pair against
+# multiprocessing.Queue. Tables on the terminal, CSV/JSON/PNG in bench/results/.
 bench: bench-peers-setup
 	$(PY) bench/bench_frames.py
 	$(PEERS_PY) bench/run_peers.py $(ARGS)
 	$(PY) bench/bench_setup.py
 	$(PY) bench/bench_lapps.py
+	$(PY) bench/bench_mqr.py
 
 clean:
 	rm -rf $(VENV) .venv-autobahn .venv-autobahn-tool reports build dist *.egg-info .pytest_cache .hypothesis

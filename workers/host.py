@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lapps.config import Config, ServiceConfig
-from lapps.ipc.bus import Broadcast, BusError, MqrClient, worker_node
+from lapps.ipc.bus import Broadcast, BusError, worker_node
+from lapps.ipc.mqr import MqrClient
 from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
@@ -88,7 +89,7 @@ class ServiceHost:
         self.config = config
         self.log = loop.log
         self.bus = Broadcast(master_pid, slots, worker_node(index))
-        self.mqr = MqrClient(master_pid)
+        self.mqr = MqrClient(master_pid, blocking=False)   # a worker never waits for room
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer
         self.rate = config.limits.max_messages_per_second

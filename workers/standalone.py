@@ -14,7 +14,8 @@ import signal
 import prctl
 
 from lapps.config import Config
-from lapps.ipc.bus import Broadcast, BusError, MqrClient
+from lapps.ipc.bus import Broadcast, BusError
+from lapps.ipc.mqr import MqrClient
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
 from lapps.ipc.slots import SlotBlock
 from lapps.lapps_protocol import encode, validate_outgoing

@@ -21,7 +21,7 @@ import prctl
 from ..admin import AdminServer, start_admin
 from ..config import Config, ConfigError
 from ..logs import reopen_logs
-from ..ipc.bus import MqrBroker
+from ..ipc.mqr import MqrBroker
 from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
 from ..ipc.slots import SlotBlock, WorkerState
 from .acl import Acl
