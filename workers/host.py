@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from lapps.config import Config, ServiceConfig
 from lapps.ipc.bus import Broadcast, BusError, worker_node
 from lapps.ipc.mqr import MqrClient
+from lapps.startup import reactive_order
 from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
@@ -96,12 +97,12 @@ class ServiceHost:
         self.routes: dict[str, Route] = {}
 
     def load(self) -> None:
-        """One instance of every reactive service; raises ServiceBootError on failure."""
+        """One instance of every reactive service the server starts (lapps/startup.py), in
+        dependency order; raises ServiceBootError on failure."""
         bcast = Bcast(self.bcast_create, self.bcast_subscribe, self.bcast_unsubscribe, self.bcast_publish)
         mqr = Mqr(self.mqr.post, self.mqr.try_recv, None)
-        for svc in self.config.services.values():
-            if svc.standalone:
-                continue
+        for name in reactive_order(self.config):   # dependencies first; not started: 404
+            svc = self.config.services[name]
             instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
                                        bcast=bcast, mqr=mqr, deferred=self.deferred,
                                        max_outbound=self.max_outbound)

@@ -21,9 +21,10 @@ import prctl
 from ..admin import AdminServer, start_admin
 from ..config import Config, ConfigError
 from ..logs import reopen_logs
-from ..ipc.mqr import MqrBroker
 from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
+from ..ipc.mqr import MqrBroker
 from ..ipc.slots import SlotBlock, WorkerState
+from ..startup import standalone_order
 from .acl import Acl
 from .listeners import Dispatcher, bind_listener, start_listeners
 from .sdnotify import sd_notify
@@ -84,25 +85,6 @@ class ServiceProc:
         return f"{self.name}#{self.instance + 1}"
 
 
-def start_order(config: Config) -> list[str]:
-    """Standalone services to start, dependencies first (`depends`, cycles are refused by
-    the config); `auto_start = false` ones are left out."""
-    order: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in order:
-            return
-        for dep in config.services[name].depends:
-            if config.services[dep].standalone:
-                visit(dep)
-        order.append(name)
-
-    for name, svc in config.services.items():
-        if svc.standalone and svc.auto_start:
-            visit(name)
-    return order
-
-
 class Arbiter:
     """Runs the server until a stop; `run()` returns the exit status."""
 
@@ -125,7 +107,7 @@ class Arbiter:
         self.previous: tuple[Config, int, int] | None = None
         self.actions = {signal.SIGHUP: self._reload, signal.SIGTTIN: self._add_worker,
                         signal.SIGTTOU: self._remove_worker, signal.SIGUSR1: self._reopen_logs}
-        self.services = [ServiceProc(name, i) for name in start_order(config)
+        self.services = [ServiceProc(name, i) for name in standalone_order(config)
                          for i in range(config.services[name].instances)]
         self.broker: MqrBroker | None = None
         self.admin: AdminServer | None = None
@@ -412,7 +394,7 @@ class Arbiter:
             sp.retired = True
             if sp.pid:
                 self._signal(sp, signal.SIGTERM)
-        self.services += [ServiceProc(name, i) for name in start_order(new)
+        self.services += [ServiceProc(name, i) for name in standalone_order(new)
                           for i in range(new.services[name].instances)]
         for sp in self.services:
             if not sp.retired:
