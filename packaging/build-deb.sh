@@ -44,8 +44,9 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
-VERSION=$($PY -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-    "$ROOT/pyproject.toml")
+# The one version of the project (pyproject.toml reads it too): lapps/__init__.py's __version__.
+VERSION=$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/lapps/__init__.py")
+[ -n "$VERSION" ] || die "no __version__ = \"X.Y.Z\" line in lapps/__init__.py"
 ARCH=$(dpkg --print-architecture)
 PYVER=$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 NEXT_PYVER=$($PY -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
@@ -55,7 +56,7 @@ MAINTAINER=${DEB_MAINTAINER:-LAppS maintainers <maintainers@users.noreply.r-seed
 # The changelog's newest entry must be this version (what lintian and apt changelog read).
 CHANGELOG_VERSION=$(sed -n '1s/^lapps (\([^)]*\)).*/\1/p' "$PKG/debian/changelog")
 [ "$CHANGELOG_VERSION" = "$VERSION" ] || die "packaging/debian/changelog starts with version" \
-    "'$CHANGELOG_VERSION' but pyproject.toml says '$VERSION': add an entry for $VERSION at its top"
+    "'$CHANGELOG_VERSION' but lapps/__init__.py says '$VERSION': add an entry for $VERSION at its top"
 
 # Timestamps from the last commit, so two builds of one commit differ only where pip's compilers do.
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then

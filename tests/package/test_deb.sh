@@ -60,8 +60,7 @@ getent passwd lapps >/dev/null && abort "a user lapps exists already: purging th
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then abort "port $PORT is in use"; fi
 
 # --- the .deb ------------------------------------------------------------------------------------
-VERSION=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-    "$ROOT/pyproject.toml")
+VERSION=$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/lapps/__init__.py")
 ARCH=$(dpkg --print-architecture)
 DEB=$ROOT/dist/lapps_${VERSION}_${ARCH}.deb
 if [ ! -f "$DEB" ]; then
