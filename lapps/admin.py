@@ -385,8 +385,11 @@ class _AdminHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _AdminHTTPServer
     server_version = f"LAppS-admin/{__version__}"
-    sys_version = ""   # no "Python/3.x" after it
     timeout = _REQUEST_TIMEOUT
+
+    def version_string(self) -> str:
+        """The Server: header: ours alone, without "Python/3.x" after it."""
+        return self.server_version
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path

@@ -72,10 +72,14 @@ def serve_main(argv: list[str]) -> int:
         return 1
 
 
+def version_parser() -> argparse.ArgumentParser:
+    return new_parser("lapps version", "Print the version of LAppS and exit (the same as --version).",
+                      ["lapps version", "lapps --version"])
+
+
 def version_main(argv: list[str]) -> int:
     """`lapps version`: the version, as `--version` prints it."""
-    new_parser("lapps version", "Print the version of LAppS and exit (the same as --version).",
-               ["lapps version"]).parse_args(argv)
+    version_parser().parse_args(argv)
     print(VERSION_TEXT)
     return 0
 

@@ -119,6 +119,7 @@ install -d "$STAGE/usr/bin" "$STAGE/etc/lapps" "$STAGE/usr/share/lapps" "$STAGE/
     "$STAGE/usr/share/man/man1" "$STAGE/lib/systemd/system" "$STAGE/DEBIAN"
 install -m 0755 "$PKG/lapps.sh" "$STAGE/usr/bin/lapps"
 install -m 0644 "$PKG/lapps.service" "$STAGE/lib/systemd/system/lapps.service"
+install -D -m 0644 "$PKG/lapps.bash-completion" "$STAGE/usr/share/bash-completion/completions/lapps"
 tar -C "$ROOT" --exclude=__pycache__ -cf - services | tar -C "$STAGE/usr/share/lapps" -xf -
 
 # The shipped config, with the services where the package puts them.
@@ -136,6 +137,7 @@ find "$SVENV" -name __pycache__ -type d -prune -exec rm -rf {} +
 
 install -m 0644 "$PKG/debian/copyright" "$STAGE/usr/share/doc/lapps/copyright"
 gzip -9n < "$PKG/debian/changelog" > "$STAGE/usr/share/doc/lapps/changelog.gz"
+gzip -9n < "$ROOT/CHANGELOG.md" > "$STAGE/usr/share/doc/lapps/CHANGELOG.md.gz"
 gzip -9n < "$PKG/lapps.1" > "$STAGE/usr/share/man/man1/lapps.1.gz"
 # What the venv holds, with versions (the copyright file names their licences).
 "$SVENV/bin/python" -I - > "$STAGE/usr/share/doc/lapps/python-packages.txt" <<'EOF'
