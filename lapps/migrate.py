@@ -25,8 +25,8 @@ from .config import PRELOAD_MODULES
 ALWAYS_THERE = ("nljson", "bcast", "ws")
 # Blocking modules: refused for reactive services (lapps/commands/config.py config_problems).
 STANDALONE_ONLY = ("nap", "cws")
-# The original's tls_*_version numbers as TLS versions (1 = 1.0 ... 4 = 1.3, read from its
-# defaults: 3 with TLS 1.2 servers, 4 in the examples for 1.3). This server offers 1.2 and 1.3.
+# The original's tls_*_version numbers as TLS versions, as read here: 1 = 1.0 ... 4 = 1.3 (its
+# default is 3, its examples say 4). This server offers 1.2 and 1.3 only.
 TLS_VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3"}
 # ws.json auto_fragment = true: a frame size is needed here (the original's was its own).
 AUTO_FRAGMENT_SIZE = 65536
