@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 import wsclient
-from conftest import REPO, free_port, run_cli
+from conftest import REPO, free_port, held_connections, run_cli, wait_for
 from lapps import __version__
 from lapps.cli import SUBCOMMANDS, build_parser, version_parser
 from lapps.commands.config import check_parser, print_parser
@@ -126,16 +126,21 @@ def test_the_package_version_is_lapps_version():
 
 def test_version_agrees_across_cli_status_server_header_and_package(lapps_server):
     admin = free_port()
-    server = lapps_server(settings={"admin": {"port": admin}})
+    server = lapps_server(settings={"admin": {"port": admin}, "limits": {"max_connections_per_ip": 1}})
     cli = run_cli("--version").stdout.split()[-1]
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=5) as r:
         status = json.loads(r.read())["version"]
         admin_header = r.headers["Server"]
-    with wsclient.connect(server.port, "/echo") as ok:
+    wait_for(lambda: held_connections(server) == 0, 5)   # the readiness probe's connection is gone
+    with wsclient.connect(server.port, "/echo") as ok:    # the worker's 101
         upgraded = ok.headers["server"]
-    with wsclient.connect(server.port, "/no-such-service") as refused:
+        with wsclient.connect(server.port, "/echo") as over:   # the listener's 429: one per address
+            assert over.status == 429
+            master_header = over.headers["server"]
+    wait_for(lambda: held_connections(server) == 0, 5)
+    with wsclient.connect(server.port, "/no-such-service") as refused:   # the worker's 404
         assert refused.status == 404
         refused_header = refused.headers["server"]
     assert {cli, status, deb_build_version()} == {__version__}
-    assert upgraded == refused_header == f"LAppS/{__version__}"
+    assert upgraded == refused_header == master_header == f"LAppS/{__version__}"
     assert admin_header == f"LAppS-admin/{__version__}"

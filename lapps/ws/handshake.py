@@ -13,8 +13,6 @@ import hashlib
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from .. import __version__
-
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # RFC 9110 §5.6.2 token characters: what a header name may contain.
@@ -163,11 +161,6 @@ def choose_subprotocol(req: Request, supported: tuple[str, ...]) -> str | None:
     return None
 
 
-# Every answer names the server and its version (one source: lapps.__version__), as nginx's
-# `Server: nginx/1.24.0` does; the same text as `lapps --version` and /status show.
-SERVER_HEADER = ("Server", f"LAppS/{__version__}")
-
-
 def _header_block(headers: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> str:
     return "".join(f"{k}: {v}\r\n" for k, v in headers)
 
@@ -176,7 +169,7 @@ def response_101(key: str, subprotocol: str | None = None,
                  extra_headers: tuple[tuple[str, str], ...] = ()) -> bytes:
     """The 101 Switching Protocols answer that opens the WebSocket connection."""
     headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-               ("Sec-WebSocket-Accept", accept_key(key)), SERVER_HEADER]
+               ("Sec-WebSocket-Accept", accept_key(key))]
     if subprotocol:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
     headers.extend(extra_headers)
@@ -188,7 +181,7 @@ def error_response(status: int, reason: str = "",
     """A complete HTTP error answer with a short text body; the connection then closes."""
     phrase = HTTPStatus(status).phrase
     body = f"{status} {phrase}: {reason}\n" if reason else f"{status} {phrase}\n"
-    headers = [SERVER_HEADER, ("Content-Type", "text/plain; charset=utf-8"),
+    headers = [("Content-Type", "text/plain; charset=utf-8"),
                ("Content-Length", str(len(body.encode()))), ("Connection", "close")]
     headers.extend(extra_headers)
     return f"HTTP/1.1 {status} {phrase}\r\n{_header_block(headers)}\r\n{body}".encode("utf-8")
