@@ -8,12 +8,16 @@ original's own configs and services.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+import wsclient
+from conftest import REPO, Server, free_port, run_cli
 from lapps.migrate import AUTO_FRAGMENT_SIZE, MigrationError, migrate
 
 ORIGINAL = REPO.parent / "shared" / "original-lapps"
@@ -168,6 +172,37 @@ def test_migrate_config_command_to_stdout_and_bad_input(tmp_path):
     assert done.returncode == 1 and "lapps migrate-config: Expecting property name" in done.stderr
     done = run_cli("migrate-config", str(ws), str(tmp_path / "none.json"))
     assert done.returncode == 1 and "No such file or directory" in done.stderr
+
+
+def test_migrated_config_serves_the_original_style_service(tmp_path):
+    """A ws.json + lapps.json for a raw echo (the shipped services/echo, laid out as the original
+    deploys it): the migrated file starts a server that echoes."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "apps" / "echo").mkdir(parents=True)
+    (tmp_path / "apps" / "echo" / "echo.lua").write_text((REPO / "services" / "echo" / "echo.lua").read_text())
+    port = free_port()
+    ws = {"ip": "127.0.0.1", "port": port, "listeners": 1, "workers": {"workers": 1, "auto_fragment": False},
+          "tls": False, "acl": {"policy": "allow", "exclude": []}}
+    lapps = {"directories": {"applications": "apps"},
+             "services": {"echo": {"internal": False, "instances": 1, "protocol": "raw",
+                                   "request_target": "/echo", "preload": None}}}
+    (tmp_path / "etc" / "ws.json").write_text(json.dumps(ws))
+    (tmp_path / "etc" / "lapps.json").write_text(json.dumps(lapps))
+    out = tmp_path / "lapps.toml"
+    done = run_cli("migrate-config", str(tmp_path / "etc" / "ws.json"), str(tmp_path / "etc" / "lapps.json"),
+                   "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "lapps", "--config", str(out), "--admin-port", "0"],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=dict(os.environ))
+    server = Server(proc, port, out, log_path, workers=1)
+    try:
+        server.wait_ready()
+        assert wsclient.echo_ok(port, "migrated")
+    finally:
+        server.stop()
 
 
 original = pytest.mark.skipif(not ORIGINAL.is_dir(),
