@@ -29,7 +29,7 @@ run: $(STAMP)
 	$(PY) -m lapps $(ARGS)
 
 # Autobahn needs CPython 2.7 (pyenv); where there is none it is reported as skipped, not failed.
-test: $(STAMP)
+test: $(STAMP) docs-deps
 	$(PY) -m pytest -q tests
 	@if tests/autobahn/run.sh --probe; then $(MAKE) --no-print-directory autobahn; \
 	else echo "autobahn: SKIPPED: no CPython 2.7 and no pyenv on this machine (see tests/autobahn/run.sh)"; fi
@@ -157,3 +157,14 @@ $(PEERS)/websocketpp_server: $(PEERS)/websocketpp_server.cpp
 			libwebsocketpp-dev libboost-dev libboost-system-dev g++ >/dev/null; \
 	fi
 	g++ -O2 -std=c++17 -Wall -Wextra -o $@ $< -lboost_system -pthread
+
+# docs/: the slot table of architecture.md from lapps/ipc/slots.py and each docs/NAME.svg from
+# docs/NAME.dot (Graphviz). make test installs Graphviz too, so that tests/test_docs.py really
+# compares every committed SVG with what dot makes of its source.
+.PHONY: docs docs-deps
+docs: $(STAMP) docs-deps
+	$(PY) docs/make_docs.py
+
+docs-deps:
+	@command -v dot >/dev/null || { echo "installing system packages (graphviz)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; }

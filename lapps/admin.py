@@ -1,4 +1,4 @@
-"""The admin endpoint: a small HTTP server in a thread of the master, and `lapps status`.
+"""The admin endpoint: a small HTTP server in a thread of the master, and the table `lapps status` prints.
 
 Everything it reports is read, never written: the workers' shared-memory slots
 (`lapps.ipc.slots`), the arbiter's records of its children (pids, restarts, whether a stop
@@ -19,15 +19,12 @@ The arbiter is read duck-typed (`config`, `slots`, `workers`, `services`, `stopp
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
-import urllib.request
 import weakref
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +35,7 @@ import psutil
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from . import __version__
 from .ipc.slots import CLOSE_CODES, HANDSHAKE_RESULTS, WorkerState, service_indexes
 
 log = logging.getLogger("lapps.admin")
@@ -232,6 +230,7 @@ class Observer:
                              "rss_bytes": proc[0] if proc else None,
                              "cpu_percent": self.cpu_percent(key, sp.pid, proc[1] if proc else None, now)})
         return {
+            "version": __version__,
             "master": {
                 "pid": self.master_pid,
                 "uptime_s": round(time.time() - self.started, 1),
@@ -385,8 +384,12 @@ class _AdminHTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _AdminHTTPServer
-    server_version = "lapps-admin"
+    server_version = f"LAppS-admin/{__version__}"
     timeout = _REQUEST_TIMEOUT
+
+    def version_string(self) -> str:
+        """The Server: header: ours alone, without "Python/3.x" after it."""
+        return self.server_version
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -458,26 +461,7 @@ def start_admin(arbiter: Any) -> AdminServer | None:
 
 
 # ---------------------------------------------------------------------- lapps status
-
-
-def _admin_url(args: argparse.Namespace) -> str:
-    """http://HOST:PORT of the endpoint: --admin, else the config's [admin]."""
-    if args.admin:
-        host, sep, port = args.admin.rpartition(":")
-        if not sep:
-            host, port = "127.0.0.1", args.admin
-        host = host.strip("[]") or "127.0.0.1"
-        if not port.isdigit():
-            raise ValueError(f"--admin: expected HOST:PORT, got {args.admin!r}")
-    else:
-        from .config import default_config_path, load_config
-        config = load_config(args.config or default_config_path())
-        if not config.admin.port:
-            raise ValueError(f"the admin endpoint is off ([admin] port = 0 in "
-                             f"{config.source or 'the built-in defaults'}); pass --admin HOST:PORT")
-        host, port = config.admin.ip, str(config.admin.port)
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+# (the client itself is lapps/commands/status.py; the table it prints is made here)
 
 
 def _size(n: int | None) -> str:
@@ -518,33 +502,3 @@ def format_status(status: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def status_main(argv: list[str]) -> int:
-    """`lapps status [--admin HOST:PORT] [--config PATH] [--json]`."""
-    p = argparse.ArgumentParser(prog="lapps status",
-                                description="per-worker counters of a running server, from its admin endpoint")
-    p.add_argument("--admin", metavar="HOST:PORT", help="the admin endpoint (default: [admin] of the config)")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file to read [admin] from (default: $LAPPS_CONFIG, else etc/lapps.toml)")
-    p.add_argument("--json", action="store_true", help="print the /status JSON as it is")
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)")
-    args = p.parse_args(argv)
-    try:
-        url = _admin_url(args) + "/status"
-    except Exception as e:   # ConfigError, ValueError
-        print(f"lapps status: {e}", file=sys.stderr)
-        return 1
-    try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as r:
-            status = json.loads(r.read())
-    except (OSError, ValueError) as e:   # URLError, HTTPError, timeouts, bad JSON
-        reason = getattr(e, "reason", None) or e
-        print(f"lapps status: cannot reach the admin endpoint at {url}: {reason} "
-              "(is the server running, with [admin] port set?)", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(status, indent=1))
-    else:
-        sys.stdout.write(format_status(status))
-    return 0

@@ -1,7 +1,12 @@
-"""Composition root: parse the command line, build the Config, wire the master.
+"""Composition root: the `lapps` command line, and the wiring of a serving master.
 
-The only module that knows both the master and the worker: it hands the worker's entry
-function to the arbiter (as uvicorn's supervisor takes a `target`), so `lapps.master`
+`lapps SUBCOMMAND ...` runs one of SUBCOMMANDS; anything else (no arguments, or flags first)
+is `lapps serve`, so every command line that worked before subcommands existed still works,
+`--check-config` and `--print-config` included. The other subcommands live in
+`lapps/commands/`, one module per family.
+
+This is the only module that knows both the master and the worker: it hands the worker's
+entry function to the arbiter (as uvicorn's supervisor takes a `target`), so `lapps.master`
 never imports `workers`.
 """
 
@@ -10,25 +15,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
-from .config import Config, ConfigError, default_config_path, load_config, to_toml
+from .commands import VERSION_TEXT, add_config_flags, new_parser
+from .commands.config import check_config, check_config_main, print_config, print_config_main, read_config
+from .config import Config, ConfigError
 from .logs import configure
-from .tls import needs_tls, server_context
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lapps", description="LAppS: WebSocket application server for Lua services",
-                                epilog="lapps status [--admin HOST:PORT] [--config PATH]: per-worker counters "
-                                       "of a running server (see lapps status --help)")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file (default: $LAPPS_CONFIG, else the shipped etc/lapps.toml)")
-    p.add_argument("--workers", type=int, metavar="N", help="IO worker processes (server.workers)")
-    p.add_argument("--listeners", type=int, metavar="N", help="accept loops (server.listeners)")
-    p.add_argument("--port", type=int, help="listening port (server.port)")
-    p.add_argument("--ip", help="listening address (server.ip)")
-    p.add_argument("--admin-port", type=int, metavar="N", help="admin HTTP port (admin.port; 0 = off)")
-    p.add_argument("--check-config", action="store_true", help="validate the config and exit (0 good, 1 bad)")
-    p.add_argument("--print-config", action="store_true", help="print the merged config as TOML and exit")
+    """`lapps serve` (also what `lapps` with only flags means)."""
+    p = new_parser("lapps serve",
+                   "Run the server: the master binds the port, forks the IO workers and the "
+                   "standalone services, and serves until SIGTERM (SIGHUP reloads). The default "
+                   "subcommand: `lapps --workers 2` is `lapps serve --workers 2`.",
+                   ["lapps serve --config etc/lapps.toml --workers 2",
+                    "lapps --port 9000 --log-format json --log-file /var/log/lapps.log"])
+    add_config_flags(p)
+    p.add_argument("--check-config", action="store_true",
+                   help="validate the config and exit (0 good, 1 bad); same as `lapps check-config`")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the merged config as TOML and exit; same as `lapps print-config`")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="one line per event: text, or a JSON object per line")
@@ -36,61 +43,92 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_problems(config: Config) -> list[str]:
-    """Rules about what a service may use where, checked before anything starts.
-
-    The blocking modules would stall every connection of a worker, so they are refused for
-    reactive services instead of letting one `nap:sleep` freeze a worker.
-    """
-    problems = []
-    for name, svc in config.services.items():
-        for blocking in ("nap", "cws"):
-            if blocking in svc.preload and not svc.standalone:
-                problems.append(f"services.{name}.preload: {blocking} is for standalone services only "
-                                "(it blocks, which would stall the worker)")
-    return problems
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["status"]:   # `lapps status ...`: a client of the admin endpoint, not a server
-        from .admin import status_main
-        return status_main(argv[1:])
+def serve_main(argv: list[str]) -> int:
+    """`lapps serve`: run the master until it stops; its exit status."""
     args = build_parser().parse_args(argv)
     configure("master", args.log_level, args.log_file, args.log_format == "json")
-    path = args.config or default_config_path()
-    overrides = {"server.workers": args.workers, "server.listeners": args.listeners,
-                 "server.port": args.port, "server.ip": args.ip, "admin.port": args.admin_port}
-    def read_config() -> Config:
-        """The config as the flags say; again on SIGHUP. Raises ConfigError."""
-        config = load_config(path, overrides)
-        if needs_tls(config.server):
-            server_context(config.server.tls)   # the files load, or the start stops here
-        problems = config_problems(config)
-        if problems:
-            raise ConfigError("; ".join(problems))
-        return config
+    if args.check_config:
+        return check_config(args)
+    if args.print_config:
+        return print_config(args)
+
+    def reload_config() -> Config:
+        """The config as the flags say, again on SIGHUP. Raises ConfigError."""
+        return read_config(args)
 
     try:
-        config = read_config()
+        config = reload_config()
     except ConfigError as e:
         print(f"lapps: config error: {e}", file=sys.stderr)
         return 1
-    if args.check_config:
-        print(f"lapps: config OK ({config.source or 'built-in defaults'})")
-        return 0
-    if args.print_config:
-        sys.stdout.write(to_toml(config))
-        return 0
     from workers.main import worker_main
     from workers.standalone import standalone_main
     from .master.arbiter import Arbiter
     logging.getLogger("lapps.master").info("config: %s", config.source or "built-in defaults")
     try:
-        return Arbiter(config, worker_main, standalone_main, args.log_level, read_config).run()
+        return Arbiter(config, worker_main, standalone_main, args.log_level, reload_config).run()
     except OSError as e:
         print(f"lapps: cannot start: {e}", file=sys.stderr)
         return 1
+
+
+def version_parser() -> argparse.ArgumentParser:
+    return new_parser("lapps version", "Print the version of LAppS and exit (the same as --version).",
+                      ["lapps version", "lapps --version"])
+
+
+def version_main(argv: list[str]) -> int:
+    """`lapps version`: the version, as `--version` prints it."""
+    version_parser().parse_args(argv)
+    print(VERSION_TEXT)
+    return 0
+
+
+def _status(argv: list[str]) -> int:
+    from .commands.status import status_main   # urllib and the admin table: only when asked for
+    return status_main(argv)
+
+
+def _migrate(argv: list[str]) -> int:
+    from .commands.migrate import migrate_main
+    return migrate_main(argv)
+
+
+# name -> (entry, one line for `lapps --help`)
+SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "serve": (serve_main, "run the server (the default when no subcommand is given)"),
+    "check-config": (check_config_main, "validate the configuration and exit (0 good, 1 bad)"),
+    "print-config": (print_config_main, "print the merged configuration as TOML"),
+    "status": (_status, "per-worker counters of a running server, from its admin endpoint"),
+    "migrate-config": (_migrate, "write a lapps.toml from the original LAppS's ws.json and lapps.json"),
+    "version": (version_main, "print the version"),
+}
+
+
+def usage() -> str:
+    """`lapps --help`: the subcommands, then how to get each one's flags."""
+    width = max(map(len, SUBCOMMANDS))
+    rows = "\n".join(f"  {name.ljust(width)}  {line}" for name, (_, line) in SUBCOMMANDS.items())
+    return (f"usage: lapps [SUBCOMMAND] [options]\n\n"
+            f"LAppS: a WebSocket application server for Lua services ({VERSION_TEXT}).\n\n"
+            f"subcommands:\n{rows}\n\n"
+            "Without a subcommand, the options are serve's (`lapps --workers 2` serves).\n"
+            "`lapps SUBCOMMAND --help` says what each does, with its options and an example.\n\n"
+            "examples:\n  lapps --config etc/lapps.toml\n  lapps check-config --config etc/lapps.toml\n"
+            "  lapps migrate-config ws.json lapps.json -o lapps.toml\n  lapps status\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(usage())
+        return 0
+    if argv[:1] == ["--version"]:
+        print(VERSION_TEXT)
+        return 0
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]][0](argv[1:])
+    return serve_main(argv)
 
 
 if __name__ == "__main__":

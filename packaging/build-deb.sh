@@ -44,8 +44,9 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 
-VERSION=$($PY -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-    "$ROOT/pyproject.toml")
+# The one version of the project (pyproject.toml reads it too): lapps/__init__.py's __version__.
+VERSION=$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/lapps/__init__.py")
+[ -n "$VERSION" ] || die "no __version__ = \"X.Y.Z\" line in lapps/__init__.py"
 ARCH=$(dpkg --print-architecture)
 PYVER=$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 NEXT_PYVER=$($PY -c 'import sys; print("%d.%d" % (sys.version_info[0], sys.version_info[1] + 1))')
@@ -55,7 +56,7 @@ MAINTAINER=${DEB_MAINTAINER:-LAppS maintainers <maintainers@users.noreply.r-seed
 # The changelog's newest entry must be this version (what lintian and apt changelog read).
 CHANGELOG_VERSION=$(sed -n '1s/^lapps (\([^)]*\)).*/\1/p' "$PKG/debian/changelog")
 [ "$CHANGELOG_VERSION" = "$VERSION" ] || die "packaging/debian/changelog starts with version" \
-    "'$CHANGELOG_VERSION' but pyproject.toml says '$VERSION': add an entry for $VERSION at its top"
+    "'$CHANGELOG_VERSION' but lapps/__init__.py says '$VERSION': add an entry for $VERSION at its top"
 
 # Timestamps from the last commit, so two builds of one commit differ only where pip's compilers do.
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
@@ -118,6 +119,7 @@ install -d "$STAGE/usr/bin" "$STAGE/etc/lapps" "$STAGE/usr/share/lapps" "$STAGE/
     "$STAGE/usr/share/man/man1" "$STAGE/lib/systemd/system" "$STAGE/DEBIAN"
 install -m 0755 "$PKG/lapps.sh" "$STAGE/usr/bin/lapps"
 install -m 0644 "$PKG/lapps.service" "$STAGE/lib/systemd/system/lapps.service"
+install -D -m 0644 "$PKG/lapps.bash-completion" "$STAGE/usr/share/bash-completion/completions/lapps"
 tar -C "$ROOT" --exclude=__pycache__ -cf - services | tar -C "$STAGE/usr/share/lapps" -xf -
 
 # The shipped config, with the services where the package puts them.
@@ -135,6 +137,7 @@ find "$SVENV" -name __pycache__ -type d -prune -exec rm -rf {} +
 
 install -m 0644 "$PKG/debian/copyright" "$STAGE/usr/share/doc/lapps/copyright"
 gzip -9n < "$PKG/debian/changelog" > "$STAGE/usr/share/doc/lapps/changelog.gz"
+gzip -9n < "$ROOT/CHANGELOG.md" > "$STAGE/usr/share/doc/lapps/CHANGELOG.md.gz"
 gzip -9n < "$PKG/lapps.1" > "$STAGE/usr/share/man/man1/lapps.1.gz"
 # What the venv holds, with versions (the copyright file names their licences).
 "$SVENV/bin/python" -I - > "$STAGE/usr/share/doc/lapps/python-packages.txt" <<'EOF'

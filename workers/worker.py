@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 
+from lapps import SERVER_HEADER
 from lapps.config import Config
 from lapps.ipc.channel import receive_sockets, report_closed
 from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
@@ -250,7 +251,7 @@ class IOWorker:
             sock.close()     # reset by the peer between accept and now
             self._ended(peer)
             return
-        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers))
+        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers, (SERVER_HEADER,)))
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         conn.mask = _IN

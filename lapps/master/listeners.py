@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
+from .. import SERVER_HEADER
 from ..config import Config
 from ..ipc.channel import send_socket
 from ..ipc.slots import SlotBlock
@@ -158,8 +159,8 @@ class Listener(threading.Thread):
         self.log = logging.getLogger("lapps.listener")
 
     def run(self) -> None:
-        refusals = {ALL_FULL: error_response(503, "every worker is at max_connections"),
-                    IP_LIMIT: error_response(429, "too many connections from your address")}
+        refusals = {ALL_FULL: error_response(503, "every worker is at max_connections", (SERVER_HEADER,)),
+                    IP_LIMIT: error_response(429, "too many connections from your address", (SERVER_HEADER,))}
         while not self.stop.is_set():
             try:
                 client, addr = self.sock.accept()

@@ -72,10 +72,14 @@ class ServerProtocol:
         "state", "out", "events", "on_message", "messages", "request", "max_handshake_size", "max_headers",
         "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
         "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
-        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed",
+        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed", "headers",
     )
 
-    def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100) -> None:
+    def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """`headers` go into every handshake answer, the 101 and the errors (the server's
+        `Server:` header: the caller names it, so this module knows no version)."""
+        self.headers = headers
         self.state = State.HANDSHAKE
         self.out = bytearray()
         self.events: list[tuple[int, object]] = []
@@ -398,7 +402,7 @@ class ServerProtocol:
         if max_message_size is not None:
             self.max_message_size = max_message_size
         self.auto_fragment = auto_fragment
-        self.out += response_101(key, chosen, extra_headers)
+        self.out += response_101(key, chosen, (*self.headers, *extra_headers))
         self.state = State.OPEN
         pending = bytes(self._head)
         self._head.clear()
@@ -410,7 +414,7 @@ class ServerProtocol:
         """Answer the handshake with an HTTP error; the connection is then done."""
         if self.state > State.UPGRADING:
             raise RuntimeError(f"reject() in state {self.state.name}")
-        self.out += error_response(status, reason, headers)
+        self.out += error_response(status, reason, (*self.headers, *headers))
         self.close_code, self.close_reason = status, reason
         self.state = State.CLOSED
         self._head.clear()

@@ -60,8 +60,7 @@ getent passwd lapps >/dev/null && abort "a user lapps exists already: purging th
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then abort "port $PORT is in use"; fi
 
 # --- the .deb ------------------------------------------------------------------------------------
-VERSION=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-    "$ROOT/pyproject.toml")
+VERSION=$(sed -n 's/^__version__ = "\([^"]*\)"$/\1/p' "$ROOT/lapps/__init__.py")
 ARCH=$(dpkg --print-architecture)
 DEB=$ROOT/dist/lapps_${VERSION}_${ARCH}.deb
 if [ ! -f "$DEB" ]; then
@@ -89,7 +88,8 @@ awk '$1 !~ /^d/ { p = $6; sub(/^\.\//, "/", p); print p }' "$WORK/listing" | sor
 NFILES=$(wc -l < "$WORK/files")
 for f in /usr/bin/lapps /etc/lapps/lapps.toml /lib/systemd/system/lapps.service $VENV/bin/python \
          $VENV/pyvenv.cfg /usr/share/lapps/services/echo/echo.lua /usr/share/doc/lapps/copyright \
-         /usr/share/doc/lapps/changelog.gz /usr/share/man/man1/lapps.1.gz; do
+         /usr/share/doc/lapps/changelog.gz /usr/share/doc/lapps/CHANGELOG.md.gz \
+         /usr/share/bash-completion/completions/lapps /usr/share/man/man1/lapps.1.gz; do
     grep -qxF "$f" "$WORK/files" || bad "the package has no $f"
 done
 check "the package holds $NFILES files, no byte code and no build paths" \
@@ -136,6 +136,12 @@ check "no path into a build or source tree under /usr/lib/lapps" \
     sh -c '! grep -rlaF -e "$1/" -e "/build/deb/" /usr/lib/lapps' _ "$ROOT"
 check "/usr/bin/lapps --check-config (default config: /etc/lapps/lapps.toml)" \
     sh -c '/usr/bin/lapps --check-config | grep -q "/etc/lapps/lapps.toml"'
+check "/usr/bin/lapps --version and lapps version say lapps $VERSION (the package's version)" \
+    sh -c '[ "$(/usr/bin/lapps --version)" = "lapps $1" ] && [ "$(/usr/bin/lapps version)" = "lapps $1" ]' _ "$VERSION"
+check "bash completion: lapps mig<TAB> completes migrate-config, lapps status --j<TAB> --json" bash -c '
+    . /usr/share/bash-completion/completions/lapps
+    COMP_WORDS=(lapps mig); COMP_CWORD=1; _lapps; [ "${COMPREPLY[*]}" = migrate-config ] || exit 1
+    COMP_WORDS=(lapps status --j); COMP_CWORD=2; _lapps; [ "${COMPREPLY[*]}" = --json ]'
 check "the lapps user reads the config: --check-config as lapps" \
     setpriv --reuid=lapps --regid=lapps --init-groups -- /usr/bin/lapps --config /etc/lapps/lapps.toml --check-config
 
