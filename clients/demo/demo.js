@@ -74,23 +74,26 @@ function drawChart() {
   const svg = $("chart");
   const width = Math.max(300, Math.round(svg.clientWidth || 600)); // drawn at its own pixel size
   const height = 180;
+  const base = height - 18; // room below for the time axis
+  const plot = base - 14; // and above for the top label
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const top = Math.max(10, ...stats.rates);
-  const scale = niceCeil(top);
+  const scale = niceCeil(Math.max(10, ...stats.rates));
   const bar = width / HISTORY;
   const parts = [];
-  for (const f of [0.25, 0.5, 0.75, 1]) {
-    const y = height - f * (height - 14);
+  for (const f of [0, 0.25, 0.5, 0.75, 1]) {
+    const y = base - f * plot;
     parts.push(`<line class="grid" x1="0" x2="${width}" y1="${y}" y2="${y}"/>`);
-    parts.push(`<text class="axis" x="4" y="${y - 3}">${Math.round(scale * f)}</text>`);
+    if (f > 0) parts.push(`<text class="axis" x="4" y="${y - 3}">${Math.round(scale * f)}</text>`);
   }
   stats.rates.forEach((rate, i) => {
-    const h = (rate / scale) * (height - 14);
+    const h = (rate / scale) * plot;
     const x = (HISTORY - stats.rates.length + i) * bar;
-    parts.push(`<rect class="bar" x="${x + 1}" y="${height - h}" width="${bar - 2}" height="${h}"><title>${rate}/s</title></rect>`);
+    parts.push(`<rect class="bar" x="${x + 1}" y="${base - h}" width="${bar - 2}" height="${h}"><title>${rate}/s</title></rect>`);
   });
-  parts.push(`<text class="axis" x="${width - 4}" y="${height - 4}" text-anchor="end">now</text>`);
-  parts.push(`<text class="axis" x="${width - 4 - (HISTORY / 2) * bar}" y="${height - 4}" text-anchor="middle">−${HISTORY / 2} s</text>`);
+  for (const ago of [0, 15, 30, 45]) {
+    const x = width - ago * bar - bar / 2;
+    parts.push(`<text class="axis" x="${x}" y="${height - 4}" text-anchor="middle">${ago ? `−${ago} s` : "now"}</text>`);
+  }
   svg.innerHTML = parts.join("");
 }
 

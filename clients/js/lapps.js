@@ -223,14 +223,6 @@ export class LappsClient {
           reject(new TimeoutError(`no connection to ${this.url} within ${this.timeout} ms`));
         }
       }, this.timeout);
-      ws.onopen = () => {
-        opened = true;
-        clearTimeout(timer);
-        this._ws = ws;
-        this._setState("open");
-        resolve();
-      };
-      ws.onmessage = (event) => this._receive(event.data);
       let failed = false;
       const fail = (code, reason) => {
         clearTimeout(timer);
@@ -239,6 +231,20 @@ export class LappsClient {
           reject(new ConnectionClosed(code || CLOSE_ABNORMAL, reason || `cannot connect to ${this.url}`));
         }
       };
+      ws.onopen = () => {
+        if (this._closing) { // close() came while this attempt was on its way
+          ws.onclose = null;
+          ws.close(CLOSE_NORMAL);
+          fail(CLOSE_NORMAL, "closed by the client");
+          return;
+        }
+        opened = true;
+        clearTimeout(timer);
+        this._ws = ws;
+        this._setState("open");
+        resolve();
+      };
+      ws.onmessage = (event) => this._receive(event.data);
       ws.onclose = (event) => {
         if (!opened) fail(event.code, event.reason);
         else this._dropped(event.code || CLOSE_ABNORMAL, event.reason);
