@@ -152,10 +152,10 @@ def file_response(req: Request, name: str, meta: FileMeta, body: bytes | None) -
     return _response(200, headers, body, False), 200
 
 
-def http_error(req: Request | None, status: int, reason: str) -> bytes:
+def http_error(req: Request, status: int, reason: str) -> bytes:
     """An error answer to a plain request: a short text body, none for HEAD (RFC 9110 §9.3.2:
     the same headers as the GET would get)."""
     phrase = HTTPStatus(status).phrase
     body = f"{status} {phrase}: {reason}\n".encode("utf-8")
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    return _response(status, headers, body, req is not None and req.method == "HEAD")
+    return _response(status, headers, body, req.method == "HEAD")

@@ -168,3 +168,10 @@ def test_static_dir_must_be_an_existing_folder(tmp_path):
     config.write_text('[server]\nstatic_dir = "pages"\n')
     assert load_config(str(config)).server.static_dir == str(tmp_path / "pages")
     assert load_config(None).server.static_dir == ""
+
+
+def test_a_file_over_the_cap_is_404_and_warned_about_once(server):
+    for _ in range(3):
+        assert get(server.port, "/big.bin")[0] == 404
+    lines = server.wait_log(r"big\.bin is 4097 bytes, over \[limits\] max_static_file_size \(4096\)")
+    assert len(lines) == 1, lines

@@ -29,6 +29,7 @@ class StaticFiles:
         self.root = os.path.realpath(root)
         self.max_size = max_size
         self.log = log
+        self.too_big: set[str] = set()   # files already warned about: one line each, not one per request
 
     def answer(self, req: Request) -> tuple[bytes, int]:
         """The whole HTTP answer to `req` and its status. Never raises for a request: what
@@ -37,8 +38,10 @@ class StaticFiles:
             parts = resolve_target(req.target)
             path, meta = self._find(parts)
             if meta.size > self.max_size:
-                self.log.warning("static file %s is %d bytes, over [limits] max_static_file_size (%d): 404",
-                                 path, meta.size, self.max_size)
+                if path not in self.too_big:
+                    self.too_big.add(path)
+                    self.log.warning("static file %s is %d bytes, over [limits] max_static_file_size (%d): 404",
+                                     path, meta.size, self.max_size)
                 raise HandshakeError(404, "not found")
             body = None
             if req.method == "GET":
@@ -63,7 +66,7 @@ class StaticFiles:
     def _read(self, path: str, meta: FileMeta) -> bytes:
         """The file's bytes, opened without following a last-moment symlink swap, and only if
         it is still the file that was stat'ed (else 404: it changed under us)."""
-        try:
+        try:   # O_NONBLOCK: a fifo swapped in after the stat cannot hang the loop in open()
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             raise HandshakeError(404, "not found") from None
