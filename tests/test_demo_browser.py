@@ -1,7 +1,8 @@
 """The demo page in a real browser: Playwright driving Debian's chromium (`make test` installs
 both). The page is served by LAppS itself (static_dir = clients/demo); it must log in by
-itself, run the echo loop (rate above 0 after 3 s), receive the server time on cid 5, and come
-back by itself after the server restarts. A screenshot goes to reports/demo.png and the
+itself, run the echo loop (rate above 0 after 3 s), receive the server time on cid 5, come back
+by itself after the server restarts, log in as another user, unsubscribe and subscribe, and
+log out. A screenshot goes to reports/demo.png and the
 figures to reports/demo_browser.json.
 """
 
@@ -97,6 +98,23 @@ def test_demo_page_logs_in_echoes_ticks_and_survives_a_restart(lapps_server):
             wait_text(page, "#user", lambda t: t == "guest", 5, "login as guest")
             time.sleep(1.2)
             page.screenshot(path=str(REPORTS / "demo.png"), full_page=True)
+
+            # unsubscribe: the ticks stop (one already on its way may land); subscribe: they resume
+            page.click("#subscribe")
+            wait_text(page, "#subscribe", lambda t: t == "Subscribe", 5, "unsubscribed")
+            time.sleep(0.3)
+            stopped = int(text(page, "#ticks"))
+            time.sleep(2.5)
+            assert int(text(page, "#ticks")) <= stopped + 1, "ticks went on after unsubscribe"
+            page.click("#subscribe")
+            wait_text(page, "#subscribe", lambda t: t == "Unsubscribe", 5, "subscribed again")
+            wait_text(page, "#ticks", lambda t: int(t) > stopped + 1, 5, "ticks after subscribing again")
+
+            # logout: nobody is logged in and the echo loop stops
+            page.click("#logout")
+            wait_text(page, "#user", lambda t: t == "nobody", 5, "logout")
+            time.sleep(2.2)
+            assert text(page, "#rate") == "0", "echoes after logout"
 
             outside = [u for u in requests if not u.startswith((origin + "/", f"ws://127.0.0.1:{port}/"))]
             assert not outside, f"the page loaded from elsewhere: {outside}"
