@@ -160,3 +160,13 @@ def test_plain_request_heads_have_the_handshake_limits():
     assert feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n").out.startswith(b"HTTP/1.1 431")
     many = b"".join(b"X-%d: 1\r\n" % i for i in range(101))
     assert feed(b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n").out.startswith(b"HTTP/1.1 431")
+
+
+@pytest.mark.parametrize("head", [b"GET /a.js?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"])
+def test_plain_requests_fed_byte_by_byte_give_the_same_event(head):
+    whole = feed(head)
+    proto = ServerProtocol(8192, 100, True)
+    for i in range(len(head)):
+        proto.receive_data(head[i:i + 1])
+    assert [(k, r.method, r.target) for k, r in proto.events] == \
+        [(k, r.method, r.target) for k, r in whole.events] and len(whole.events) == 1
