@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: run test autobahn autobahn-full bench soak fuzz certs clean system-deps venv
+.PHONY: run test js node-deps browser-deps autobahn autobahn-full bench soak fuzz certs clean system-deps venv
 
 # python-prctl compiles against libcap; the venv needs python3-venv on Debian's own Python.
 system-deps:
@@ -25,14 +25,48 @@ $(STAMP): pyproject.toml setup.py lapps/ws/_speedups.c
 
 venv: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) js
+	@echo "LAppS: the demo page is at http://127.0.0.1:5083/ (static_dir in etc/lapps.toml)"
 	$(PY) -m lapps $(ARGS)
 
 # Autobahn needs CPython 2.7 (pyenv); where there is none it is reported as skipped, not failed.
-test: $(STAMP) docs-deps
+test: $(STAMP) docs-deps js browser-deps
 	$(PY) -m pytest -q tests
 	@if tests/autobahn/run.sh --probe; then $(MAKE) --no-print-directory autobahn; \
 	else echo "autobahn: SKIPPED: no CPython 2.7 and no pyenv on this machine (see tests/autobahn/run.sh)"; fi
+
+# The browser client: npm installs cbor-x (pinned in clients/js/package-lock.json), then the
+# demo's vendor/ folder gets cbor-x's ESM files and lapps.js, so the page served by LAppS
+# (static_dir) loads nothing from the internet. vendor/ is a build output (git-ignored).
+JS      := clients/js
+VENDOR  := clients/demo/vendor
+CBOR_X  := index.js encode.js decode.js iterators.js scan.js LICENSE
+js: $(VENDOR)/.built
+
+node-deps:
+	@if ! command -v npm >/dev/null || ! command -v node >/dev/null; then \
+		echo "installing system packages (nodejs, npm)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+
+$(JS)/node_modules/.package-lock.json: $(JS)/package.json $(JS)/package-lock.json
+	@$(MAKE) --no-print-directory node-deps
+	@# not `npm ci`: it refuses a lock whose optional native speed-up (cbor-extract) lacks
+	@# prebuilt packages in the registry; this installs the locked cbor-x, pure JavaScript as
+	@# browsers run it, and leaves package-lock.json as it is
+	npm install --prefix $(JS) --omit=optional --no-audit --no-fund --loglevel=error
+
+$(VENDOR)/.built: $(JS)/node_modules/.package-lock.json $(JS)/lapps.js
+	mkdir -p $(VENDOR)/cbor-x
+	cd $(JS)/node_modules/cbor-x && cp $(CBOR_X) $(CURDIR)/$(VENDOR)/cbor-x/
+	cp $(JS)/lapps.js $(VENDOR)/lapps.js
+	touch $@
+
+# Debian's chromium for the Playwright test (tests/test_demo_browser.py); playwright itself
+# comes with the test extras in the venv.
+browser-deps:
+	@command -v chromium >/dev/null || { echo "installing system packages (chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Autobahn TestSuite (fuzzingclient) against the echo service; builds a Python 2.7 venv once.
 # `autobahn` (in make test): cases 1-10 over ws:// and over wss://, and the compression cases
@@ -98,7 +132,7 @@ clean:
 # services (packaging/README.md; about 30 s). `deb-test` (root) builds it if missing, installs it,
 # runs it as the lapps user on port 15083, echoes through it, then removes and purges it (~15 s).
 .PHONY: deb deb-test
-deb:
+deb: js
 	packaging/build-deb.sh
 
 deb-test:

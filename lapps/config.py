@@ -77,6 +77,7 @@ class ServerConfig:
     acl: ACLConfig
     endpoints: tuple[EndpointConfig, ...] = ()
     access_log: bool = False
+    static_dir: str = ""   # "" = off; else plain GET/HEAD on the WebSocket port serve files from it
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class LimitsConfig:
     max_outbound_buffer: int
     max_connections_per_ip: int
     max_messages_per_second: float = 0.0
+    max_static_file_size: int = 1048576
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ _ip = _rule("an IPv4 or IPv6 address", lambda v: _parses(ipaddress.ip_address, v
 _cidr = _rule("an IP address or CIDR block",
               lambda v: _parses(lambda x: ipaddress.ip_network(x, strict=False), v))
 _path = _rule("a non-empty path of printable characters", lambda v: _text(v) and v != "")
+_static_dir = _rule('"" (off) or an existing folder',
+                    lambda v: _text(v) and (v == "" or os.path.isdir(v)))
 _token = _rule("an HTTP token (letters, digits, !#$%&'*+.^_`|~-)",
                lambda v: isinstance(v, str) and bool(_TOKEN.match(v)))
 _target = _rule("a path starting with / (no spaces, query or fragment)",  # visible ASCII but ? and #
@@ -355,6 +359,7 @@ _SERVER = _Section(ServerConfig, {
     "acl": _ACL,
     "endpoints": _Field([], _endpoints),
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
+    "static_dir": _Field("", _static_dir, path=True),   # files for plain GETs (the demo page); "" = off
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),
@@ -367,6 +372,7 @@ _LIMITS = _Section(LimitsConfig, {
     "max_outbound_buffer": _Field(4194304, _integer(1)),
     "max_connections_per_ip": _Field(0, _integer(0)),
     "max_messages_per_second": _Field(0, _number()),   # per connection; 0 = no limit
+    "max_static_file_size": _Field(1048576, _integer(1)),   # bytes; a bigger static file answers 404
 })
 _WORKERS = _Section(WorkersConfig, {
     "max_poll_events": _Field(512, _integer(1)),

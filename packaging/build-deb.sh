@@ -121,15 +121,25 @@ install -m 0755 "$PKG/lapps.sh" "$STAGE/usr/bin/lapps"
 install -m 0644 "$PKG/lapps.service" "$STAGE/lib/systemd/system/lapps.service"
 install -D -m 0644 "$PKG/lapps.bash-completion" "$STAGE/usr/share/bash-completion/completions/lapps"
 tar -C "$ROOT" --exclude=__pycache__ -cf - services | tar -C "$STAGE/usr/share/lapps" -xf -
+# The demo page (static_dir) with its vendor/ folder (`make js`), and the browser client.
+[ -f "$ROOT/clients/demo/vendor/lapps.js" ] || die "clients/demo/vendor is not built: run 'make js' (make deb does)"
+tar -C "$ROOT/clients" --exclude=.built -cf - demo | tar -C "$STAGE/usr/share/lapps" -xf -
+install -d "$STAGE/usr/share/lapps/js"
+install -m 0644 "$ROOT/clients/js/lapps.js" "$ROOT/clients/js/lapps.d.ts" "$ROOT/clients/js/package.json" \
+    "$STAGE/usr/share/lapps/js/"
 
-# The shipped config, with the services where the package puts them.
-sed 's|^services_dir = "\.\./services"|services_dir = "/usr/share/lapps/services"|' \
+# The shipped config, with the services and the demo page where the package puts them.
+sed -e 's|^services_dir = "\.\./services"|services_dir = "/usr/share/lapps/services"|' \
+    -e 's|^static_dir = "\.\./clients/demo"|static_dir = "/usr/share/lapps/demo"|' \
     "$ROOT/etc/lapps.toml" > "$STAGE/etc/lapps/lapps.toml"
+[ "$(grep -c '^static_dir = "/usr/share/lapps/demo"' "$STAGE/etc/lapps/lapps.toml")" = 1 ] \
+    || die "etc/lapps.toml: no line 'static_dir = \"../clients/demo\"' to point at /usr/share/lapps/demo"
 [ "$(grep -c '^services_dir = "/usr/share/lapps/services"' "$STAGE/etc/lapps/lapps.toml")" = 1 ] \
     || die "etc/lapps.toml: no line 'services_dir = \"../services\"' to point at /usr/share/lapps/services"
 chmod 0644 "$STAGE/etc/lapps/lapps.toml"
 # It loads with the venv (here with the services read from the staging tree).
-sed "s|^services_dir = .*|services_dir = \"$STAGE/usr/share/lapps/services\"|" \
+sed -e "s|^services_dir = .*|services_dir = \"$STAGE/usr/share/lapps/services\"|" \
+    -e "s|^static_dir = .*|static_dir = \"$STAGE/usr/share/lapps/demo\"|" \
     "$STAGE/etc/lapps/lapps.toml" > "$BUILD/check.toml"
 "$SVENV/bin/python" -I -m lapps --config "$BUILD/check.toml" --check-config >/dev/null \
     || die "the packaged lapps.toml does not load: $SVENV/bin/python -I -m lapps --config $BUILD/check.toml --check-config"

@@ -93,10 +93,12 @@ SHIPPED_SERVICES = ["echo", "echo_lapps", "time_broadcast", "mqr_sender", "mqr_r
 
 
 def shipped_copy(site: Path) -> str:
-    """etc/lapps.toml copied into a site whose services/ has a script for each shipped service."""
+    """etc/lapps.toml copied into a site whose services/ has a script for each shipped service
+    and which has the demo page's folder (static_dir)."""
     for name in SHIPPED_SERVICES:
         if not (site / "services" / name).is_dir():
             make_service(site / "services", name)
+    (site / "clients" / "demo").mkdir(parents=True, exist_ok=True)
     return shutil.copy(SHIPPED, site / "etc" / "lapps.toml")
 
 
@@ -117,6 +119,9 @@ def test_shipped_config_loads_with_its_echo_service(site: Path) -> None:
 def test_shipped_config_values_equal_the_builtin_defaults(site: Path) -> None:
     shipped = load_config(shipped_copy(site))
     empty = load_config(write(site, "", "empty.toml"))  # same folder, so paths resolve alike
+    # the one deliberate difference: the shipped file serves the demo page, the default is off
+    assert (shipped.server.static_dir, empty.server.static_dir) == (str(site / "clients" / "demo"), "")
+    shipped = dataclasses.replace(shipped, server=dataclasses.replace(shipped.server, static_dir=""))
     for section in ("server", "limits", "workers", "balancer", "admin", "cluster"):
         assert getattr(shipped, section) == getattr(empty, section), section
 

@@ -25,10 +25,11 @@ from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
 from lapps.logs import reopen_logs
 from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
-from lapps.ws.protocol import EV_CLOSED, EV_REQUEST, ServerProtocol, State
+from lapps.ws.protocol import EV_CLOSED, EV_HTTP, EV_REQUEST, ServerProtocol, State
 
 from .connection import Connection
 from .host import ServiceHost
+from .static import StaticFiles
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -84,6 +85,8 @@ class IOWorker:
         self.per_ip_cap = lim.max_connections_per_ip
         self.access_log = config.server.access_log
         self.ended_peers: list[str] = []                # to report to the master (per-IP cap)
+        static_dir = config.server.static_dir           # plain GET/HEAD answered from it, or None: 400
+        self.static = StaticFiles(static_dir, lim.max_static_file_size, log) if static_dir else None
 
     # ------------------------------------------------------------------ boot
 
@@ -174,6 +177,8 @@ class IOWorker:
                     self._route(conn, value)
                 elif kind == EV_CLOSED:
                     self._closed(conn)
+                elif kind == EV_HTTP:
+                    self._serve_file(conn, value)
             events.clear()
         # a CLOSED connection may have nothing left to send and still needs the flush
         # pass, which shuts it down (the peer just answered our close, say)
@@ -251,7 +256,8 @@ class IOWorker:
             sock.close()     # reset by the peer between accept and now
             self._ended(peer)
             return
-        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers, (SERVER_HEADER,)))
+        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers,
+                                                     (SERVER_HEADER,), self.static is not None))
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         conn.mask = _IN
@@ -318,6 +324,13 @@ class IOWorker:
                      self.config.workers.auto_fragment, svc.permessage_deflate)
         if self.access_log:
             self._access(conn, 101)
+
+    def _serve_file(self, conn: Connection, req) -> None:
+        """A plain GET/HEAD (static_dir is set): the file, a 304 or a 404; then TCP closes."""
+        conn.handshaking = False
+        self.slot.handshakes -= 1
+        response, status = self.static.answer(req)
+        conn.proto.respond(response, status)
 
     def _access(self, conn: Connection, status: int | None) -> None:
         """The access log line of one upgrade attempt: peer, target, status, time taken."""

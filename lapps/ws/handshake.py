@@ -112,17 +112,29 @@ def parse_request(head: bytes, max_headers: int) -> Request:
     return req
 
 
+def check_host_and_body(req: Request, what: str = "on the upgrade") -> None:
+    """One Host header (HTTP/1.1) and no body: what every request to this port must meet,
+    the upgrade and a plain GET for a static file alike."""
+    if len(req.get_all("host")) != 1:
+        raise HandshakeError(400, "exactly one Host header required")
+    if req.get("transfer-encoding") is not None:
+        raise HandshakeError(400, f"a request body is not allowed {what}")
+    for cl in req.get_all("content-length"):
+        if cl.strip() != "0":
+            raise HandshakeError(400, f"a request body is not allowed {what}")
+
+
+def is_plain_request(req: Request) -> bool:
+    """A GET or HEAD without an `Upgrade` header: a request for a file, not a WebSocket.
+    A request that names any Upgrade goes the upgrade's way (and its 400s), as before."""
+    return req.method in ("GET", "HEAD") and req.get("upgrade") is None
+
+
 def validate_upgrade(req: Request) -> str:
     """Check the WebSocket upgrade headers; return the client's Sec-WebSocket-Key."""
     if req.method != "GET":
         raise HandshakeError(400, "WebSocket upgrade must use GET")
-    if len(req.get_all("host")) != 1:
-        raise HandshakeError(400, "exactly one Host header required")
-    if req.get("transfer-encoding") is not None:
-        raise HandshakeError(400, "a request body is not allowed on the upgrade")
-    for cl in req.get_all("content-length"):
-        if cl.strip() != "0":
-            raise HandshakeError(400, "a request body is not allowed on the upgrade")
+    check_host_and_body(req)
     if "websocket" not in req.tokens("upgrade"):
         raise HandshakeError(400, "missing or invalid Upgrade header")
     if "upgrade" not in req.tokens("connection"):

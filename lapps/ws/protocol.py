@@ -12,6 +12,9 @@ handles `events`, a list of `(kind, value)` tuples that it clears once handled:
   each one completes: what it sends in answer is then queued before anything a later
   frame in the same read triggers (a protocol error's close frame, say), so replies keep
   the order of the requests. The worker uses the callback; it also saves a tuple per message.
+- `(EV_HTTP, Request)`: only when made with `plain_http=True` (a static folder is served):
+  a GET or HEAD without an `Upgrade` header. The worker answers it with `respond()`, which
+  queues the whole HTTP answer; the connection is then done, as after `reject()`.
 - `(EV_CLOSED, code)`: the WebSocket is finished (close handshake done, or failed with
   `code`). Nothing more will be read; the worker flushes `out` and closes the TCP side.
 
@@ -33,8 +36,8 @@ from enum import IntEnum
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
-from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
-                        find_head_end, parse_request, response_101, validate_upgrade)
+from .handshake import (HandshakeError, Request, check_host_and_body, choose_subprotocol, error_response,
+                        find_head_end, is_plain_request, parse_request, response_101, validate_upgrade)
 
 try:
     from ._speedups import scan as _scan
@@ -43,6 +46,7 @@ except ImportError:   # built without a C compiler: every frame goes through _pa
 
 EV_REQUEST = 0x100
 EV_CLOSED = 0x101
+EV_HTTP = 0x102
 
 _TEXT = Opcode.TEXT.value
 _BINARY = Opcode.BINARY.value
@@ -73,14 +77,16 @@ class ServerProtocol:
         "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
         "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
         "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed", "headers",
+        "plain_http",
     )
 
     def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100,
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+                 headers: tuple[tuple[str, str], ...] = (), plain_http: bool = False) -> None:
         """`headers` go into every handshake answer, the 101 and the errors (the server's
         `Server:` header: the caller names it, so this module knows no version)."""
         self.headers = headers
         self.state = State.HANDSHAKE
+        self.plain_http = plain_http           # GET/HEAD without Upgrade become EV_HTTP events
         self.out = bytearray()
         self.events: list[tuple[int, object]] = []
         self.on_message: Callable[[int, bytes], None] | None = None
@@ -144,7 +150,7 @@ class ServerProtocol:
         head = self._head
         head += data
         try:
-            if head[:4] != b"GET "[:len(head)]:
+            if head[:4] != b"GET "[:len(head)] and not (self.plain_http and head[:5] == b"HEAD "[:len(head)]):
                 # an upgrade is a GET: anything else (a TLS ClientHello on a plain port, a
                 # POST, garbage) is answered at once instead of waiting for the timeout
                 raise HandshakeError(400, "not a WebSocket upgrade: expected GET")
@@ -156,14 +162,18 @@ class ServerProtocol:
             if end > self.max_handshake_size:
                 raise HandshakeError(431, "request head too large")
             req = parse_request(bytes(head[:end]), self.max_headers)
-            self._ws_key = validate_upgrade(req)
+            plain = self.plain_http and is_plain_request(req)
+            if plain:
+                check_host_and_body(req, "here")
+            else:
+                self._ws_key = validate_upgrade(req)
         except HandshakeError as e:
             self.reject(e.status, e.reason, e.headers)
             return
         del head[:end]
         self.request = req
         self.state = State.UPGRADING
-        self.events.append((EV_REQUEST, req))
+        self.events.append((EV_HTTP if plain else EV_REQUEST, req))
 
     def _parse(self, data: bytes | bytearray | memoryview) -> None:
         if self._tail:
@@ -412,9 +422,15 @@ class ServerProtocol:
 
     def reject(self, status: int, reason: str = "", headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Answer the handshake with an HTTP error; the connection is then done."""
+        self.respond(error_response(status, reason, (*self.headers, *headers)), status, reason)
+
+    def respond(self, response: bytes, status: int, reason: str = "") -> None:
+        """Queue a complete HTTP answer (`status` is its code, for the counters and logs)
+        instead of a 101; the connection is then done. Bytes pipelined behind the request
+        are dropped: every answer says `Connection: close`."""
         if self.state > State.UPGRADING:
-            raise RuntimeError(f"reject() in state {self.state.name}")
-        self.out += error_response(status, reason, (*self.headers, *headers))
+            raise RuntimeError(f"respond() in state {self.state.name}")
+        self.out += response
         self.close_code, self.close_reason = status, reason
         self.state = State.CLOSED
         self._head.clear()

@@ -237,6 +237,17 @@ with connect(f"ws://127.0.0.1:{port}/echo_lapps", timeout=10) as c:
     assert got == ["lua", 42, [1, 2]], got
 EOF
 
+check "the demo page and lapps.js from the installed server (GET /, /vendor/lapps.js)" \
+    $VPY - "$PORT" <<'EOF'
+import sys
+import urllib.request
+port = sys.argv[1]
+for path, kind in (("/", "text/html"), ("/vendor/lapps.js", "text/javascript"), ("/vendor/cbor-x/index.js", "text/javascript")):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith(kind), (path, r.status, r.headers)
+        assert r.read(), path
+EOF
+
 ADMIN_PORT=$($VPY -c 'import toml; print(toml.load("/etc/lapps/lapps.toml").get("admin", {}).get("port", 0))' 2>/dev/null)
 if $VPY -c 'import lapps.admin' 2>/dev/null && [ "${ADMIN_PORT:-0}" != 0 ]; then
     check "admin endpoint: GET http://127.0.0.1:$ADMIN_PORT/readyz is 200" $VPY -c '
