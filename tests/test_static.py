@@ -115,7 +115,7 @@ def test_errors_have_a_text_body_except_for_head():
 # --- the protocol's side: which requests become EV_HTTP ---------------------------------------
 
 def feed(data: bytes, plain_http: bool = True) -> ServerProtocol:
-    proto = ServerProtocol(8192, 100, plain_http)
+    proto = ServerProtocol(8192, 100, plain_http=plain_http)
     proto.receive_data(data)
     return proto
 
@@ -165,7 +165,7 @@ def test_plain_request_heads_have_the_handshake_limits():
 @pytest.mark.parametrize("head", [b"GET /a.js?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"])
 def test_plain_requests_fed_byte_by_byte_give_the_same_event(head):
     whole = feed(head)
-    proto = ServerProtocol(8192, 100, True)
+    proto = ServerProtocol(8192, 100, plain_http=True)
     for i in range(len(head)):
         proto.receive_data(head[i:i + 1])
     assert [(k, r.method, r.target) for k, r in proto.events] == \

@@ -257,7 +257,8 @@ class IOWorker:
             self._ended(peer)
             return
         conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers,
-                                                     (SERVER_HEADER,), self.static is not None))
+                                                     headers=(SERVER_HEADER,),
+                                                     plain_http=self.static is not None))
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         conn.mask = _IN

@@ -80,7 +80,7 @@ class ServerProtocol:
         "plain_http",
     )
 
-    def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100,
+    def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100, *,
                  headers: tuple[tuple[str, str], ...] = (), plain_http: bool = False) -> None:
         """`headers` go into every handshake answer, the 101 and the errors (the server's
         `Server:` header: the caller names it, so this module knows no version)."""
