@@ -77,6 +77,7 @@ class ServerConfig:
     acl: ACLConfig
     endpoints: tuple[EndpointConfig, ...] = ()
     access_log: bool = False
+    lua_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class ServiceConfig:
     slow_consumer: str = "close"
     directory: str
     script: str
+    lua_path: tuple[str, ...] = ()   # [server] lua_path, for require after `directory`
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ _ip = _rule("an IPv4 or IPv6 address", lambda v: _parses(ipaddress.ip_address, v
 _cidr = _rule("an IP address or CIDR block",
               lambda v: _parses(lambda x: ipaddress.ip_network(x, strict=False), v))
 _path = _rule("a non-empty path of printable characters", lambda v: _text(v) and v != "")
+_directory = _rule("an existing directory", lambda v: _text(v) and v != "" and os.path.isdir(v))
 _token = _rule("an HTTP token (letters, digits, !#$%&'*+.^_`|~-)",
                lambda v: isinstance(v, str) and bool(_TOKEN.match(v)))
 _target = _rule("a path starting with / (no spaces, query or fragment)",  # visible ASCII but ? and #
@@ -336,6 +339,7 @@ _SERVER = _Section(ServerConfig, {
     "acl": _ACL,
     "endpoints": _Field([], _endpoints),
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
+    "lua_path": _Field([], _list(_directory, "a list of directories"), path=True),  # for require
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),
@@ -432,6 +436,9 @@ def _resolve_paths(section: _Section, layer: dict[str, Any], base: str) -> None:
             _resolve_paths(spec, value, base)
         elif isinstance(spec, _Field) and spec.path and isinstance(value, str) and value:
             layer[key] = os.path.abspath(os.path.join(base, value))
+        elif isinstance(spec, _Field) and spec.path and isinstance(value, list):
+            layer[key] = [os.path.abspath(os.path.join(base, v)) if isinstance(v, str) and v else v
+                          for v in value]
 
 
 def _build(section: _Section, tree: Any, prefix: str, **extra: Any) -> Any:
@@ -456,7 +463,7 @@ def _build(section: _Section, tree: Any, prefix: str, **extra: Any) -> Any:
     return section.cls(**values, **extra)
 
 
-def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
+def _build_services(raw: Any, services_dir: str, lua_path: tuple[str, ...]) -> dict[str, ServiceConfig]:
     """Each [services.NAME] over the service defaults; the script must exist now, not at fork."""
     if not isinstance(raw, dict):
         raise ConfigError(f"services: expected a table of services, got {_show(raw)}")
@@ -472,7 +479,8 @@ def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
             merged["request_target"] = "/" + name
         directory = os.path.join(services_dir, name)
         script = os.path.join(directory, f"{name}.lua")
-        services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script)
+        services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script,
+                                lua_path=lua_path)
         if not os.path.isfile(script):
             raise ConfigError(f"{key}: script not found: {script}")
     _check_links(services)
@@ -586,7 +594,7 @@ def load_config(path: str | None = None, overrides: Mapping[str, object] | None 
         tree = _merge(tree, layer)
     services_table = tree.pop("services")
     config = _build(_ROOT, tree, "", services={}, source=path)
-    services = _build_services(services_table, config.server.services_dir)
+    services = _build_services(services_table, config.server.services_dir, config.server.lua_path)
     config = dataclasses.replace(config, services=services)
     _check_server(config)
     return config
@@ -608,9 +616,10 @@ def to_toml(config: Config) -> str:
     tables = {name: dataclasses.asdict(getattr(config, name)) for name in _ROOT.keys}
     # the `toml` encoder writes a tuple of tables as a list of their keys: give it a list
     tables["server"]["endpoints"] = list(tables["server"]["endpoints"])
+    tables["server"]["lua_path"] = list(tables["server"]["lua_path"])
     for name, svc in config.services.items():
         table = dataclasses.asdict(svc)
-        for derived in ("name", "directory", "script"):
+        for derived in ("name", "directory", "script", "lua_path"):
             del table[derived]
         tables[f"services.{name}"] = table
     # One dumps() per section keeps [server.tls] next to [server], as in etc/lapps.toml.

@@ -235,7 +235,7 @@ class ServiceInstance:
         try:
             self.runtime: Runtime = new_runtime(
                 svc.name, svc.directory, svc.allow_exec, log, svc.max_memory,
-                svc.instruction_budget if budget else 0)
+                svc.instruction_budget if budget else 0, svc.lua_path)
             self.lua = self.runtime.lua
             self.values = LuaValues(self.lua)
             g = self.lua.globals()
