@@ -1,4 +1,7 @@
-"""The sandbox chunk: what a service's Lua state keeps, loses and gets instead (README "Sandbox").
+"""The sandbox chunk: what a service's Lua state keeps, loses and gets instead.
+
+README "The Lua sandbox" is the user's side of this: the trust it assumes, every refusal and
+why, and the table of attempts that tests/test_sandbox_escapes.py makes against the server.
 
 It runs once in each new runtime, before any host module or service code, while the
 state still has the whole standard library. Everything it keeps for itself (the real
@@ -8,11 +11,13 @@ Every function it hands out uses only such locals, never globals, so a service t
 rewrites its globals, `string`, or a function's environment (`setfenv`) changes its own
 view only, never these checks.
 
-What the sandbox stands for (the README's table lists every case):
+What the sandbox stands for:
 - the instruction budget cannot be escaped: the JIT stays off (hooks do not run inside
-  compiled traces), no Lua code runs with hooks off (a `__gc` of `newproxy(true)`, a message handler), and a
-  budget error cannot be caught and ignored (pcall, xpcall, coroutine.resume and load's
-  reader raise it again);
+  compiled traces), no service code runs with hooks off (a `__gc` of `newproxy(true)`, an
+  xpcall handler for the budget's own error), and a budget error cannot be caught and
+  ignored (pcall, xpcall, coroutine.resume/wrap and load's reader raise it again);
+- nesting through C functions that call Lua (string.gsub, coroutines) stops at 200 levels
+  with a Lua error, before the C stack overflows;
 - no native code, raw memory or Python: no bytecode (LuaJIT does not verify it), no FFI,
   no `string.buffer` (its `reserve`/`ref` hand out raw pointers), no C modules, no
   `python` module, no metatable of a host (Python) object;
@@ -28,7 +33,7 @@ from typing import Any
 
 SANDBOX = b"""
 local dirs, log_print, allow_exec, budget_ticks = ...
-local error, select, tostring, type, setmetatable = error, select, tostring, type, setmetatable
+local error, select, tostring, type = error, select, tostring, type
 local raw_load, raw_loadfile, raw_pcall, raw_xpcall = load, loadfile, pcall, xpcall
 local raw_resume, raw_create, raw_collect = coroutine.resume, coroutine.create, collectgarbage
 local concat, gsub, find = table.concat, string.gsub, string.find
