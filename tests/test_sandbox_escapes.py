@@ -86,7 +86,12 @@ function attempts.require_ffi() return refusal(require, "ffi") .. "\n" .. tostri
 function attempts.string_buffer() return refusal(require, "string.buffer") end
 
 function attempts.python()
+  local host_objects = 0   -- no global is a Python object (userdata)
+  for _, v in pairs(_G) do
+    if type(v) == "userdata" then host_objects = host_objects + 1 end
+  end
   return tostring(python) .. "\n" .. tostring(package.loaded.python) .. "\n" .. refusal(require, "python")
+    .. "\n" .. host_objects
 end
 
 function attempts.package_loadlib() return refusal(package.loadlib, "/lib/x86_64-linux-gnu/libc.so.6", "*") end
@@ -110,9 +115,14 @@ end
 
 function attempts.host_metatables()
   local ok_mt, e_mt = pcall(function() return getmetatable(("x")).__index == string end)
+  -- a metatable on a host module: its own view; the functions it has still answer
+  setmetatable(nljson, { __index = function() error("no such key") end })
+  local encoded = nljson.encode({ 1 })
+  setmetatable(nljson, nil)
   return table.concat({
     tostring(getmetatable(nljson.null)), refusal(setmetatable, nljson.null, {}),
-    tostring(ok_mt and e_mt), tostring(getmetatable(ws)),
+    tostring(ok_mt and e_mt), tostring(getmetatable(ws)), tostring(getmetatable(ws.send)),
+    encoded,
   }, "\n")
 end
 
@@ -365,7 +375,8 @@ def test_require_string_buffer_is_refused(server):
 
 def test_python_is_not_reachable(server):
     with Attempt(server, "python") as a:
-        assert a.reply() == f'nil\nnil\nrequire("python") {REFUSED}: Python is not reachable from Lua services'
+        assert a.reply() == (f'nil\nnil\nrequire("python") {REFUSED}: Python is not reachable from Lua '
+                             'services\n0')
 
 
 def test_package_loadlib_is_refused(server):
@@ -404,8 +415,9 @@ def test_metatable_games_on_host_values(server):
         lines = a.reply().split("\n")
     assert lines[0] == "nljson.null"
     assert lines[1] == "cannot change a protected metatable"
-    assert lines[2] == "true"          # getmetatable("").__index is the service's own `string`
-    assert lines[3] == "nil"
+    assert lines[2] == "true"   # getmetatable("").__index is the service's own `string`
+    assert lines[3:5] == ["nil", "nil"]
+    assert lines[5] == "[1]"
 
 
 def test_setfenv_on_host_functions_changes_nothing_they_do(server):
