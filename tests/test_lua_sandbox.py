@@ -90,3 +90,15 @@ def test_pcall_still_catches_ordinary_errors_and_passes_values_through(tmp_path:
         False, b"handled e")
     # a caught error inside gsub's callback gives its nesting level back
     assert run(runtime, "for i = 1, 500 do pcall(string.gsub, 'a', '.', error) end return 'ok'") == b"ok"
+
+
+def test_allow_exec_grants_io_but_not_bytecode_nor_the_file_metatable(tmp_path: Path) -> None:
+    runtime = new_runtime("svc", str(tmp_path), allow_exec=True, instruction_budget=10_000_000)
+    # a service that may write files writes a bytecode module: require still refuses it
+    target = tmp_path / "written.lua"
+    run(runtime, rf"local f = assert(io.open('{target}', 'wb')) f:write('\27LJ\2\0') f:close()")
+    assert target.read_bytes().startswith(b"\x1bLJ")
+    with pytest.raises(LuaError, match="binary chunks are refused by the sandbox"):
+        run(runtime, "require('written')")
+    assert run(runtime, "return getmetatable(io.stdout)") == b"file"
+    assert run(runtime, "return type(os.execute), type(package.searchpath)") == (b"function", b"function")

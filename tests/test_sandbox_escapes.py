@@ -193,7 +193,8 @@ function attempts.os_execute() return refusal(os.execute, "true") .. "\n" .. ref
 
 function attempts.io_access()
   return table.concat({ refusal(io.open, "/etc/passwd"), refusal(io.popen, "id"),
-                        refusal(io.write, "x"), refusal(io.lines, "/etc/passwd") }, "\n")
+                        refusal(io.write, "x"), refusal(io.lines, "/etc/passwd"),
+                        refusal(package.searchpath, "passwd", "/etc/?") }, "\n")
 end
 
 function attempts.coroutine_loops_forever()
@@ -496,8 +497,10 @@ def test_os_execute_and_file_removal_are_refused(server):
 def test_io_is_refused_without_allow_exec(server):
     with Attempt(server, "io_access") as a:
         lines = a.reply().split("\n")
-    for line, name in zip(lines, ["io.open", "io.popen", "io.write", "io.lines"]):
-        assert line == f"{name} {REFUSED}: the service config does not set allow_exec = true"
+    names = ["io.open", "io.popen", "io.write", "io.lines", "package.searchpath"]
+    assert len(lines) == len(names)
+    for line, name in zip(lines, names):
+        assert line.startswith(f"{name} {REFUSED}: the service config does not set allow_exec = true")
 
 
 def test_a_coroutine_that_loops_forever_ends_1011(server):

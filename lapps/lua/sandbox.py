@@ -269,6 +269,7 @@ if allow_exec then
 else
   local NO_EXEC = "the service config does not set allow_exec = true"
   os.execute = refused("os.execute", NO_EXEC)
+  package.searchpath = refused("package.searchpath", NO_EXEC .. " (it tells which files exist)")
   local refused_io = {}
   for _, f in ipairs({ "open", "popen", "lines", "input", "output", "read", "write", "close",
                        "tmpfile", "type", "flush" }) do
