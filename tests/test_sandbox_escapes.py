@@ -153,6 +153,18 @@ function attempts.rawset_host_tables(h)
     tostring(rawget(_G, "python")), tostring(rawget(package.loaded, "python")) }, "\n")
 end
 
+function attempts.replaced_collectgarbage()
+  -- after a memory error the host collects with the collector it took at start: a
+  -- service's own (which could loop forever, outside any guarded call) is never run
+  local saved = collectgarbage
+  collectgarbage = function(...)
+    print("the service's collectgarbage ran")
+    return saved(...)
+  end
+  local t = {}
+  for i = 1, 1e9 do t[i] = { i } end
+end
+
 function attempts.collectgarbage_stop()
   ws:send(current, 1, refusal(collectgarbage, "stop"))
   local t = {}
@@ -538,3 +550,9 @@ def test_newproxy_with_a_metatable_is_refused(server):
     with Attempt(server, "newproxy_gc") as a:
         assert a.reply() == (f"newproxy(true) {REFUSED}: a __gc finalizer runs outside the "
                              "instruction budget\nuserdata")
+
+
+def test_the_host_never_runs_a_collectgarbage_the_service_put_in_its_place(server):
+    with Attempt(server, "replaced_collectgarbage") as a:
+        a.closed_1011("not enough memory")
+    assert "the service's collectgarbage ran" not in server.log()

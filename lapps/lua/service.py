@@ -255,7 +255,10 @@ class ServiceInstance:
                     g.cws = install_cws(self.lua, self.values)
             if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
                 g.bcast = self._bcast_module(bcast)
-            self._collect = self.lua.eval(b"function() collectgarbage() collectgarbage() end")
+            # the sandbox's collectgarbage, taken now: a service that replaces the global
+            # must not have its own function run by recover(), outside any guarded call
+            self._collect = self.lua.execute(
+                b"local collect = collectgarbage return function() collect() collect() end")
         except LuaError as e:
             raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
 
