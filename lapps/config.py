@@ -64,7 +64,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """`[server]`: listening socket, process counts, timeouts (seconds) and the services folder."""
+    """`[server]`: listening socket, process counts, timeouts (seconds), the services folder and
+    `lua_path`, the folders `require` searches after a service's own (pure-Lua rocks)."""
     ip: str
     port: int
     listeners: int
