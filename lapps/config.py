@@ -64,7 +64,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """`[server]`: listening socket, process counts, timeouts (seconds) and the services folder."""
+    """`[server]`: listening socket, process counts, timeouts (seconds), the services folder and
+    `lua_path`, the folders `require` searches after a service's own (pure-Lua rocks)."""
     ip: str
     port: int
     listeners: int
@@ -78,6 +79,7 @@ class ServerConfig:
     endpoints: tuple[EndpointConfig, ...] = ()
     access_log: bool = False
     static_dir: str = ""   # "" = off; else plain GET/HEAD on the WebSocket port serve files from it
+    lua_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class ServiceConfig:
     cws_connect_to: dict[str, str] = field(default_factory=dict)   # cws: "host:port" -> "addr:port"
     directory: str
     script: str
+    lua_path: tuple[str, ...] = ()   # [server] lua_path, for require after `directory`
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,7 @@ _cidr = _rule("an IP address or CIDR block",
 _path = _rule("a non-empty path of printable characters", lambda v: _text(v) and v != "")
 _static_dir = _rule('"" (off) or an existing folder',
                     lambda v: _text(v) and (v == "" or os.path.isdir(v)))
+_directory = _rule("an existing directory", lambda v: _text(v) and v != "" and os.path.isdir(v))
 _token = _rule("an HTTP token (letters, digits, !#$%&'*+.^_`|~-)",
                lambda v: isinstance(v, str) and bool(_TOKEN.match(v)))
 _target = _rule("a path starting with / (no spaces, query or fragment)",  # visible ASCII but ? and #
@@ -360,6 +364,7 @@ _SERVER = _Section(ServerConfig, {
     "endpoints": _Field([], _endpoints),
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
     "static_dir": _Field("", _static_dir, path=True),   # files for plain GETs (the demo page); "" = off
+    "lua_path": _Field([], _list(_directory, "a list of directories"), path=True),  # for require
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),
@@ -460,6 +465,9 @@ def _resolve_paths(section: _Section, layer: dict[str, Any], base: str) -> None:
             _resolve_paths(spec, value, base)
         elif isinstance(spec, _Field) and spec.path and isinstance(value, str) and value:
             layer[key] = os.path.abspath(os.path.join(base, value))
+        elif isinstance(spec, _Field) and spec.path and isinstance(value, list):
+            layer[key] = [os.path.abspath(os.path.join(base, v)) if isinstance(v, str) and v else v
+                          for v in value]
 
 
 def _build(section: _Section, tree: Any, prefix: str, **extra: Any) -> Any:
@@ -484,7 +492,7 @@ def _build(section: _Section, tree: Any, prefix: str, **extra: Any) -> Any:
     return section.cls(**values, **extra)
 
 
-def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
+def _build_services(raw: Any, services_dir: str, lua_path: tuple[str, ...]) -> dict[str, ServiceConfig]:
     """Each [services.NAME] over the service defaults; the script must exist now, not at fork."""
     if not isinstance(raw, dict):
         raise ConfigError(f"services: expected a table of services, got {_show(raw)}")
@@ -500,7 +508,8 @@ def _build_services(raw: Any, services_dir: str) -> dict[str, ServiceConfig]:
             merged["request_target"] = "/" + name
         directory = os.path.join(services_dir, name)
         script = os.path.join(directory, f"{name}.lua")
-        services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script)
+        services[name] = _build(_SERVICE, merged, key, name=name, directory=directory, script=script,
+                                lua_path=lua_path)
         if not os.path.isfile(script):
             raise ConfigError(f"{key}: script not found: {script}")
         ca_file = services[name].cws_ca_file
@@ -621,7 +630,7 @@ def load_config(path: str | None = None, overrides: Mapping[str, object] | None 
         tree = _merge(tree, layer)
     services_table = tree.pop("services")
     config = _build(_ROOT, tree, "", services={}, source=path)
-    services = _build_services(services_table, config.server.services_dir)
+    services = _build_services(services_table, config.server.services_dir, config.server.lua_path)
     config = dataclasses.replace(config, services=services)
     _check_server(config)
     return config
@@ -643,9 +652,10 @@ def to_toml(config: Config) -> str:
     tables = {name: dataclasses.asdict(getattr(config, name)) for name in _ROOT.keys}
     # the `toml` encoder writes a tuple of tables as a list of their keys: give it a list
     tables["server"]["endpoints"] = list(tables["server"]["endpoints"])
+    tables["server"]["lua_path"] = list(tables["server"]["lua_path"])
     for name, svc in config.services.items():
         table = dataclasses.asdict(svc)
-        for derived in ("name", "directory", "script"):
+        for derived in ("name", "directory", "script", "lua_path"):
             del table[derived]
         tables[f"services.{name}"] = table
     # One dumps() per section keeps [server.tls] next to [server], as in etc/lapps.toml.

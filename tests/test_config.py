@@ -487,3 +487,34 @@ def test_cws_tls_keys(site: Path) -> None:
                        '(port 1-65535), got "api.example.com"')
     message = error_of(site, "[services.echo]\ncws_connect_to = { 'a:1' = '127.0.0.1:70000' }\n")
     assert 'expected "host:port" as the value (port 1-65535), got "127.0.0.1:70000"' in message
+
+
+# --- [server] lua_path (require's extra folders) --------------------------------------------
+
+
+def test_lua_path_is_relative_to_the_file_and_reaches_every_service(site: Path) -> None:
+    (site / "rocks" / "share").mkdir(parents=True)
+    (site / "etc" / "lib").mkdir()
+    config = load_config(write(site, '[server]\nlua_path = ["../rocks/share", "lib"]\n'
+                                     '[services.echo]\n[services.chat]\n'))
+    expected = (str(site / "rocks" / "share"), str(site / "etc" / "lib"))
+    assert config.server.lua_path == expected
+    assert {svc.lua_path for svc in config.services.values()} == {expected}
+    assert load_config(write(site, "[server]\n[services.echo]\n")).services["echo"].lua_path == ()
+
+
+@pytest.mark.parametrize("value, message", [
+    ('["missing"]', 'server.lua_path[0]: expected an existing directory, got "'),
+    ('["../etc", "lapps.toml"]', 'server.lua_path[1]: expected an existing directory, got "'),
+    ('"../etc"', 'server.lua_path: expected a list of directories, got "'),
+    ('[""]', 'server.lua_path[0]: expected an existing directory, got ""'),
+])
+def test_lua_path_entries_must_be_existing_directories(site: Path, value: str, message: str) -> None:
+    assert error_of(site, f"[server]\nlua_path = {value}\n").startswith(message)
+
+
+def test_lua_path_survives_print_config(site: Path) -> None:
+    (site / "lib").mkdir()
+    config = load_config(write(site, '[server]\nlua_path = ["../lib"]\n[services.echo]\n'))
+    again = load_config(write(site, to_toml(config), "printed.toml"))
+    assert again == config and again.services["echo"].lua_path == (str(site / "lib"),)

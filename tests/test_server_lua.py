@@ -206,3 +206,32 @@ def test_service_without_onmessage_stops_server_naming_the_function(lapps_server
     assert status != 0
     log = server.log()
     assert "partial" in log and "onMessage" in log, log
+
+
+# ---------------------------------------------------------------------- [server] lua_path
+
+ROCKS_USER_LUA = """\
+local user = {}
+local b = require("a.b")          -- <lua_path>/a/b.lua
+local pkg = require("pkg")        -- <lua_path>/pkg/init.lua
+function user.onStart() end
+function user.onShutdown() end
+function user.onDisconnect(handler) end
+function user.onMessage(handler, opcode, message)
+  ws:send(handler, 1, b.name .. " " .. pkg)
+  return true
+end
+return user
+"""
+
+
+def test_pure_lua_modules_load_from_lua_path(lapps_server, tmp_path):
+    rocks = tmp_path / "rocks" / "share" / "lua" / "5.1"
+    (rocks / "a").mkdir(parents=True)
+    (rocks / "pkg").mkdir()
+    (rocks / "a" / "b.lua").write_text("return { name = ... }\n")
+    (rocks / "pkg" / "init.lua").write_text("return 'pkg/init.lua'\n")
+    server = lapps_server({"user": {}}, lua={"user": ROCKS_USER_LUA}, workers=1,
+                          settings={"server": {"lua_path": [str(rocks)]}})
+    with connect(server.port, "/user") as c:
+        assert echo(c, "which?") == b"a.b pkg/init.lua"

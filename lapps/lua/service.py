@@ -236,7 +236,7 @@ class ServiceInstance:
         try:
             self.runtime: Runtime = new_runtime(
                 svc.name, svc.directory, svc.allow_exec, log, svc.max_memory,
-                svc.instruction_budget if budget else 0)
+                svc.instruction_budget if budget else 0, svc.lua_path)
             self.lua = self.runtime.lua
             self.values = LuaValues(self.lua)
             g = self.lua.globals()
@@ -257,7 +257,10 @@ class ServiceInstance:
                         svc.cws_verify, svc.cws_ca_file, svc.cws_connect_to))
             if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
                 g.bcast = self._bcast_module(bcast)
-            self._collect = self.lua.eval(b"function() collectgarbage() collectgarbage() end")
+            # the sandbox's collectgarbage, taken now: a service that replaces the global
+            # must not have its own function run by recover(), outside any guarded call
+            self._collect = self.lua.execute(
+                b"local collect = collectgarbage return function() collect() collect() end")
         except LuaError as e:
             raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
 
