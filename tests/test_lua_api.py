@@ -19,8 +19,8 @@ from conftest import REPO
 DOC = REPO / "docs" / "lua-api.md"
 # Lua 5.1 / LuaJIT's own globals, and lupa's `python` table (the sandbox's business: README,
 # "Sandbox and limits"); `print` is not here, since the server replaces it.
-STANDARD = ("_G _VERSION assert bit collectgarbage coroutine debug error gcinfo getfenv getmetatable io "
-            "ipairs jit load loadstring math module newproxy next os package pairs pcall python rawequal "
+STANDARD = ("_G _VERSION assert bit collectgarbage coroutine debug dofile error gcinfo getfenv getmetatable io "
+            "ipairs jit load loadfile loadstring math module newproxy next os package pairs pcall python rawequal "
             "rawget rawset require select setfenv setmetatable string table tonumber tostring type unpack "
             "xpcall")
 ALL_PRELOADS = ["nap", "time", "murmur", "mqr", "cws"]
