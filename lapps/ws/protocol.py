@@ -30,16 +30,15 @@ import codecs
 from collections.abc import Callable
 from enum import IntEnum
 
+from .codec import NATIVE
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
 from .handshake import (HandshakeError, Request, choose_subprotocol, error_response,
                         find_head_end, parse_request, response_101, validate_upgrade)
 
-try:
-    from ._speedups import scan as _scan
-except ImportError:   # built without a C compiler: every frame goes through _parse's loop
-    _scan = None
+# without the extension (or with LAPPS_NO_SPEEDUPS=1) every frame goes through _parse's loop
+_scan = NATIVE.scan if NATIVE is not None else None
 
 EV_REQUEST = 0x100
 EV_CLOSED = 0x101
