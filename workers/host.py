@@ -19,6 +19,7 @@ from lapps.ipc.bus import Broadcast, BusError, MqrClient, worker_node
 from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
+from lapps.logs import RepeatLimiter
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService
 from lapps.master.acl import Acl
@@ -27,6 +28,7 @@ from lapps.ws.frames import frame_header, frame_into
 from lapps.ws.protocol import State
 
 from .connection import Connection
+from .faults import faulty_reply
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 
@@ -71,6 +73,7 @@ class Loop(Protocol):
     by_handler: dict[int, Connection]
     slot: SlotWriter
     log: logging.Logger
+    repeats: RepeatLimiter
 
     def mark_dirty(self, conn: Connection) -> None: ...
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None: ...
@@ -83,8 +86,10 @@ class Loop(Protocol):
 class ServiceHost:
     """Hosts one instance of every reactive service for one IO worker."""
 
-    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock) -> None:
+    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock,
+                 fault_site: str = "") -> None:
         self.loop = loop
+        self.fault_site = fault_site   # the test hook of workers/faults.py; '' in production
         self.config = config
         self.log = loop.log
         self.bus = Broadcast(master_pid, slots, worker_node(index))
@@ -152,6 +157,8 @@ class ServiceHost:
 
         if route.config.protocol != "lapps":
             on_message = instance.on_message
+            if self.fault_site == "lua_reply":
+                on_message = faulty_reply(on_message)
 
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
@@ -232,7 +239,10 @@ class ServiceHost:
             self.log.error("host error under service %s", route.config.name, exc_info=what)
             what = f"internal error: {what!r}"
         svc = route.config
-        self.log.error("service %s (%s), handler %d: %s", svc.name, svc.script, conn.handler, what)
+        # one line per distinct error and interval: a service failing on every message
+        # of every connection must not write a traceback per message
+        self.loop.repeats.error((svc.name, what), "service %s (%s), handler %d: %s",
+                                svc.name, svc.script, conn.handler, what)
         self.loop.close_connection(conn, CloseCode.INTERNAL_ERROR, "service error")
 
     def forget(self, conn: Connection) -> None:

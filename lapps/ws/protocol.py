@@ -468,6 +468,17 @@ class ServerProtocol:
         self.state = State.CLOSING
         return True
 
+    def abort(self, code: int = CloseCode.INTERNAL_ERROR, reason: str = "internal error") -> bool:
+        """The server failed on this connection (its own fault, not the peer's): queue a close
+        frame with `code` when the WebSocket is open, then stop reading (CLOSED), so the
+        worker sends what is queued and closes TCP. True when a close frame was queued."""
+        queued = self.state == State.OPEN
+        if queued:
+            self._send_close(code, reason)
+        if self.state != State.CLOSED:
+            self._finish(code, reason)
+        return queued
+
     def _send_close(self, code: int | None, reason: str = "") -> None:
         payload = close_payload(code, reason)
         self.out += frame_header(_CLOSE, len(payload))
