@@ -77,6 +77,7 @@ class ServerConfig:
     acl: ACLConfig
     endpoints: tuple[EndpointConfig, ...] = ()
     access_log: bool = False
+    log_repeat_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ _SERVER = _Section(ServerConfig, {
     "acl": _ACL,
     "endpoints": _Field([], _endpoints),
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
+    "log_repeat_interval": _Field(10, _number(positive=True)),   # lapps.logs.RepeatLimiter
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),

@@ -92,7 +92,7 @@ class ServiceHost:
         self.fault_site = fault_site   # the test hook of workers/faults.py; '' in production
         self.config = config
         self.log = loop.log
-        self.bus = Broadcast(master_pid, slots, worker_node(index))
+        self.bus = Broadcast(master_pid, slots, worker_node(index), config.server.log_repeat_interval)
         self.mqr = MqrClient(master_pid)
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer

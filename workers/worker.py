@@ -65,7 +65,8 @@ class IOWorker(Stopping):
         self.timers: list[tuple[float, int, int, Connection]] = []
         self.timer_seq = 0
         self.aux: dict[int, Callable[[], None]] = {}      # fd → handler, for non-client fds
-        self.repeats = RepeatLimiter(log)               # warnings that can fire per message or connection
+        # warnings that can fire per message or connection: one line per key and interval
+        self.repeats = RepeatLimiter(log, config.server.log_repeat_interval)
         self.barrier = Barrier(self.repeats, slot)
         self.fault_site = injected_site(log)            # '' unless a test set LAPPS_FAULT_INJECT
         self.protocol_class = FaultyProtocol if self.fault_site == "parser" else ServerProtocol

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..logs import REPEAT_INTERVAL, RepeatLimiter
 from .slots import SlotBlock, WorkerState
 
 _POST, _WANT, _TRY, _CANCEL, _MSG, _EMPTY = b"P", b"W", b"T", b"C", b"M", b"E"
@@ -75,7 +76,8 @@ class Broadcast:
     `links_in` (their packets); `accept()` and `receive(sock)` handle each.
     """
 
-    def __init__(self, master_pid: int, slots: SlotBlock, node: str | None = None) -> None:
+    def __init__(self, master_pid: int, slots: SlotBlock, node: str | None = None,
+                 repeat_interval: float = REPEAT_INTERVAL) -> None:
         self.master_pid = master_pid
         self.slots = slots
         self.peers: list[bytes] = []
@@ -83,6 +85,7 @@ class Broadcast:
         self.links_out: dict[bytes, socket.socket] = {}
         self.listener = _listen(endpoint(master_pid, node)) if node is not None else None
         self.dropped = 0   # packets a peer could not take (buffer full, or no such worker now)
+        self.repeats = RepeatLimiter(logging.getLogger("lapps.bus"), repeat_interval)   # per publish
 
     def fileno(self) -> int:
         assert self.listener is not None, "only an IO worker receives broadcasts"
@@ -106,6 +109,8 @@ class Broadcast:
                 link.send(packet)
             except BlockingIOError:
                 self.dropped += 1   # that worker is behind by BUS_BUFFER bytes: it misses this one
+                self.repeats.warning(peer, "bcast: worker %s is %d bytes behind on this link: it misses "
+                                     "broadcast messages", peer[1:].decode(), BUS_BUFFER)
             except OSError:
                 link.close()        # the worker died; its successor gets a new link next time
                 del self.links_out[peer]
@@ -177,17 +182,18 @@ def _unframe(data: bytes) -> tuple[bytes, bytes, bytes]:
 class MqrBroker(threading.Thread):
     """The queues, held by the master: each posted message goes to exactly one receiver."""
 
-    def __init__(self, master_pid: int, stop: threading.Event) -> None:
+    def __init__(self, master_pid: int, stop: threading.Event, repeat_interval: float = REPEAT_INTERVAL) -> None:
         super().__init__(name="mqr-broker", daemon=True)
         self.sock = _listen(endpoint(master_pid, "mqr"))
         self.stop = stop
         self.queues: dict[bytes, deque[bytes]] = {}
         self.waiters: dict[bytes, deque[socket.socket]] = {}
         self.clients: list[socket.socket] = []
-        self.log = logging.getLogger("lapps.mqr")
+        self.repeats = RepeatLimiter(logging.getLogger("lapps.mqr"), repeat_interval)   # per post
 
     def run(self) -> None:
         while not self.stop.is_set():
+            self.repeats.flush()
             try:
                 ready, _, _ = select.select([self.sock, *self.clients], [], [], 0.5)
             except (OSError, ValueError):
@@ -246,8 +252,8 @@ class MqrBroker(threading.Thread):
                 return
         q = self.queues.setdefault(name, deque())
         if len(q) >= MAX_QUEUE:
-            self.log.warning("mqr queue %s is full (%d messages): a post was dropped",
-                             name.decode("utf-8", "replace"), MAX_QUEUE)
+            self.repeats.warning(name, "mqr queue %s is full (%d messages): a post was dropped",
+                                 name.decode("utf-8", "replace"), MAX_QUEUE)
             return
         q.append(payload)
 

@@ -181,7 +181,7 @@ class Arbiter:
             if not svc.standalone and svc.instances not in (1, srv.workers):
                 self.log.warning("services.%s.instances = %d: a reactive service runs one instance "
                                  "per worker, so it has %d", name, svc.instances, srv.workers)
-        self.broker = MqrBroker(os.getpid(), self.stop_event)
+        self.broker = MqrBroker(os.getpid(), self.stop_event, srv.log_repeat_interval)
         self.broker.start()
         try:
             self.admin = start_admin(self)   # [admin]: /metrics, /healthz, /readyz, /status
