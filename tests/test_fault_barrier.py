@@ -78,3 +78,21 @@ def test_fault_injection_is_off_unless_the_variable_is_set(lapps_server):
         c.send_frame(Opcode.BINARY, MARKER)
         assert c.recv_message() == (Opcode.BINARY, MARKER)
     assert internal_errors(admin) == 0
+
+
+def test_the_same_fault_on_many_connections_logs_one_traceback_then_a_count(lapps_server):
+    """The barrier's log is bounded too: per exception site, one traceback, then one count line."""
+    server = lapps_server(settings={"server": {"log_repeat_interval": 1}}, env={FAULT_ENV: "parser"})
+    [pid] = server.worker_pids()
+    victims = [connect(server.port) for _ in range(12)]
+    try:
+        for c in victims:
+            c.send_frame(Opcode.BINARY, MARKER)
+            assert c.recv_close()[0] == CloseCode.INTERNAL_ERROR
+        counted = server.wait_log(r"internal error on a connection .*\[11 more like this in 1s\]")
+        assert len(counted) == 1
+        assert server.log().count("Traceback (most recent call last)") == 1
+        assert server.worker_pids() == [pid]
+    finally:
+        for c in victims:
+            c.close()

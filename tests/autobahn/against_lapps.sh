@@ -32,6 +32,8 @@ CONFIG="$OUT/lapps.toml"
         echo "cert = \"$ROOT/$OUT/certs/localhost.crt\""
         echo "key = \"$ROOT/$OUT/certs/localhost.key\""
     fi
+    echo "[admin]"
+    echo "port = 0"     # no admin endpoint: another server on this machine may hold 5084
     echo "[services.echo]"
     echo "permessage_deflate = $DEFLATE"
 } >"$CONFIG"
