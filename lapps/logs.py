@@ -3,7 +3,9 @@
 `configure()` runs once in the master (stderr or a file, text or JSON lines); forked
 children inherit the handler and call `name_process()` so their lines say which process
 wrote them. `reopen_logs()` is SIGUSR1's job: after logrotate moved the file, every
-process opens the path again.
+process opens the path again. `RepeatLimiter` bounds what can fire per message, post or
+connection (refusals, full queues, slow consumers, the fault barrier): nothing logs once per
+message, and a flood of bad clients costs a few lines per interval.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ class RepeatLimiter:
         self._lock = threading.Lock()
         # key -> [end of its quiet window, events counted in it, level, msg, args of the last]
         self._quiet: dict[Hashable, list[Any]] = {}
+
+    def info(self, key: Hashable, msg: str, *args: Any) -> None:
+        self.log_event(logging.INFO, key, msg, args)
 
     def warning(self, key: Hashable, msg: str, *args: Any, exc_info: Any = None) -> None:
         self.log_event(logging.WARNING, key, msg, args, exc_info)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from conftest import held_connections, wait_for
 from lapps.logs import RepeatLimiter
 from lapps.master.listeners import RETRY_AFTER
 from wsclient import connect
@@ -88,7 +89,8 @@ def refused_lines(server, what: str) -> list[str]:
 def test_429_carries_retry_after_and_a_flood_of_refusals_logs_a_count(lapps_server):
     server = lapps_server(settings={"limits": {"max_connections_per_ip": 1},
                                     "server": {"log_repeat_interval": 1}})
-    time.sleep(0.5)   # let the readiness probe's own connection be reported closed
+    assert wait_for(lambda: held_connections(server) == 0, 5)   # the readiness probe's is gone
+    time.sleep(0.5)   # and reported closed to the master, which counts per address
     with connect(server.port) as held:
         assert held.status == 101
         for _ in range(40):
@@ -105,6 +107,7 @@ def test_429_carries_retry_after_and_a_flood_of_refusals_logs_a_count(lapps_serv
 
 def test_503_carries_retry_after(lapps_server):
     server = lapps_server(settings={"server": {"max_connections": 1}})
+    assert wait_for(lambda: held_connections(server) == 0, 5)   # the readiness probe's is gone
     with connect(server.port) as held:
         assert held.status == 101
         with connect(server.port) as c:

@@ -458,7 +458,7 @@ class IOWorker(Stopping):
         connection, "close" ends it with 1008; either way memory stays bounded)."""
         self.slot.dropped += 1
         if conn.service.config.slow_consumer == "close":
-            self.repeats.warning("slow consumer", "closing %s (handler %d): its outbound buffer is full",
+            self.repeats.info("slow consumer", "closing %s (handler %d): its outbound buffer is full",
                                  conn.peer, conn.handler)
             self.close_connection(conn, CloseCode.POLICY_VIOLATION, "outbound buffer full: reading too slowly")
         return False
@@ -497,7 +497,7 @@ class IOWorker(Stopping):
                 conn.ping_sent = 0.0                     # answered (any bytes count)
             elif timeout and now - conn.ping_sent > timeout:
                 if conn.paused:   # it stopped reading: a close frame could not reach it
-                    self.repeats.warning("stopped reading", "dropping %s (handler %d): it stopped "
+                    self.repeats.info("stopped reading", "dropping %s (handler %d): it stopped "
                                          "reading, %d bytes unsent", conn.peer, conn.handler, len(proto.out))
                 else:
                     self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
