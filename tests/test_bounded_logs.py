@@ -8,12 +8,15 @@ carry Retry-After (RFC 6585 §4, RFC 9110 §10.2.3).
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 import time
 
 import pytest
 
 from conftest import held_connections, wait_for
+from lapps.ipc.bus import MAX_QUEUE, MqrBroker
 from lapps.logs import RepeatLimiter
 from lapps.master.listeners import RETRY_AFTER
 from wsclient import connect
@@ -113,3 +116,18 @@ def test_503_carries_retry_after(lapps_server):
         with connect(server.port) as c:
             assert c.status == 503, c.status_line
             assert c.headers["retry-after"] == str(RETRY_AFTER)
+
+
+def test_a_full_mqr_queue_warns_once_per_interval_not_once_per_post(caplog):
+    caplog.set_level(logging.WARNING, logger="lapps.mqr")
+    broker = MqrBroker(-os.getpid(), threading.Event(), repeat_interval=10.0)   # a name no server has
+    try:
+        for _ in range(MAX_QUEUE + 500):
+            broker._post(b"jobs", b"x")
+    finally:
+        broker.sock.close()
+    full = [r.getMessage() for r in caplog.records if "is full" in r.getMessage()]
+    assert full == [f"mqr queue jobs is full ({MAX_QUEUE} messages): a post was dropped"]
+    broker.repeats.clock = lambda: time.monotonic() + 10
+    broker.repeats.flush()
+    assert caplog.records[-1].getMessage().endswith("[499 more like this in 10s]")

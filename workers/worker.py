@@ -142,8 +142,13 @@ class IOWorker(Stopping):
                         aux[fd]()
                     except Exception as e:   # a bus link's or the channel's handler
                         self.barrier.handler_failed(fd, e)
-            if dirty:
-                self._flush_dirty()
+            while dirty:
+                conn = dirty.pop()
+                conn.dirty = False
+                try:
+                    flush(conn)
+                except Exception as e:   # the fault barrier, as above
+                    self._fault(conn, e)
             self.now = now = time.monotonic()
             if self.timers and self.timers[0][0] <= now:
                 self._run_timers(now)
@@ -293,7 +298,7 @@ class IOWorker(Stopping):
             sock.close()     # reset by the peer between accept and now
             self._ended(peer)
             return
-        if self.fault_site == "flush":
+        if self.fault_site == "flush" and not tls:
             sock = faulty_socket(sock)
         conn = Connection(sock, peer, self.protocol_class(self.max_handshake_size, self.max_headers))
         conn.tls_pending = conn.tls = tls
@@ -459,7 +464,7 @@ class IOWorker(Stopping):
         self.slot.dropped += 1
         if conn.service.config.slow_consumer == "close":
             self.repeats.info("slow consumer", "closing %s (handler %d): its outbound buffer is full",
-                                 conn.peer, conn.handler)
+                              conn.peer, conn.handler)
             self.close_connection(conn, CloseCode.POLICY_VIOLATION, "outbound buffer full: reading too slowly")
         return False
 
@@ -498,7 +503,7 @@ class IOWorker(Stopping):
             elif timeout and now - conn.ping_sent > timeout:
                 if conn.paused:   # it stopped reading: a close frame could not reach it
                     self.repeats.info("stopped reading", "dropping %s (handler %d): it stopped "
-                                         "reading, %d bytes unsent", conn.peer, conn.handler, len(proto.out))
+                                      "reading, %d bytes unsent", conn.peer, conn.handler, len(proto.out))
                 else:
                     self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
                 return self._drop(conn)
