@@ -236,7 +236,8 @@ class ServiceHost:
             what = describe_lua_error(what)
         elif isinstance(what, BaseException):
             # not the service's fault: a host function failed; keep the Python traceback
-            self.log.error("host error under service %s", route.config.name, exc_info=what)
+            self.loop.repeats.error(("host error", route.config.name, repr(what)), "host error under service %s",
+                                    route.config.name, exc_info=what)
             what = f"internal error: {what!r}"
         svc = route.config
         # one line per distinct error and interval: a service failing on every message
