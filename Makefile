@@ -30,8 +30,13 @@ run: $(STAMP) js
 	$(PY) -m lapps $(ARGS)
 
 # Autobahn needs CPython 2.7 (pyenv); where there is none it is reported as skipped, not failed.
+# The second pytest run is the pure-Python codec (LAPPS_NO_SPEEDUPS=1, lapps/ws/codec.py): what a
+# checkout without the C extension runs; its protocol, frame, echo and barrier tests (about 15 s).
+NO_SPEEDUPS_TESTS := tests/test_frames.py tests/test_protocol.py tests/test_protocol_properties.py \
+	tests/test_speedups.py tests/test_server_echo.py tests/test_server_codec.py tests/test_fault_barrier.py
 test: $(STAMP) docs-deps js browser-deps
 	$(PY) -m pytest -q tests
+	LAPPS_NO_SPEEDUPS=1 $(PY) -m pytest -q $(NO_SPEEDUPS_TESTS)
 	@if tests/autobahn/run.sh --probe; then $(MAKE) --no-print-directory autobahn; \
 	else echo "autobahn: SKIPPED: no CPython 2.7 and no pyenv on this machine (see tests/autobahn/run.sh)"; fi
 
@@ -69,14 +74,15 @@ browser-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Autobahn TestSuite (fuzzingclient) against the echo service; builds a Python 2.7 venv once.
-# `autobahn` (in make test): cases 1-10 over ws:// and over wss://, and the compression cases
-# 12.1.*, 13.1.*, 13.7.* (about 3 minutes in all).
+# `autobahn` (in make test): cases 1-10 over ws://, over wss:// and on the pure-Python codec
+# (LAPPS_NO_SPEEDUPS=1), and the compression cases 12.1.*, 13.1.*, 13.7.* (about 4 minutes in all).
 # `autobahn-full`: every case 1-13 with compression enabled (about 15 minutes here), and wss://.
 AUTOBAHN := tests/autobahn/against_lapps.sh
 CASES_1_10 := 1.*,2.*,3.*,4.*,5.*,6.*,7.*,9.*,10.*
 autobahn: $(STAMP)
 	$(AUTOBAHN) '$(CASES_1_10)'
 	$(AUTOBAHN) --tls '$(CASES_1_10)'
+	$(AUTOBAHN) --no-speedups '$(CASES_1_10)'
 	$(AUTOBAHN) --deflate '12.1.*,13.1.*,13.7.*'
 
 autobahn-full: $(STAMP)
@@ -100,11 +106,14 @@ $(CERTS)/localhost.crt:
 	@echo "wrote $(CERTS)/ca.crt (trust this one) and $(CERTS)/localhost.crt, $(CERTS)/localhost.key"
 
 # Coverage-guided fuzzing (atheris) of every parser of peer bytes, FUZZ_SECONDS per target;
-# falls back to hypothesis where no atheris wheel installs. CI runs it briefly.
+# falls back to hypothesis where no atheris wheel installs. Then the live-server fuzzer
+# (fuzz/live.py: a running server, hostile sockets, C and pure-Python codec) for FUZZ_SECONDS.
+# CI runs it briefly.
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
 	@$(PY) -m pip install -q --only-binary=:all: atheris 2>/dev/null || echo "fuzz: no atheris wheel here; using the hypothesis fallback"
 	$(PY) fuzz/run.py all --seconds $(FUZZ_SECONDS) --quiet
+	$(PY) fuzz/live.py --seconds $(FUZZ_SECONDS)
 
 # A long mixed-traffic run (not in make test): thousands of clients, slow readers, garbage
 # senders, churn; reports RSS per worker, messages lost (must be 0) and close codes.

@@ -217,6 +217,7 @@ class Observer:
                 "messages_out_per_s": rate_out,
                 "outbound_backlog_bytes": slot.backlog,
                 "lua_errors": slot.lua_errors,
+                "internal_errors": slot.internal_errors,
                 "dropped_messages": slot.dropped,
                 "rss_bytes": proc[0] if proc else None,
                 "cpu_percent": self.cpu_percent(("worker", w.index), pid, proc[1] if proc else None, now),
@@ -282,6 +283,9 @@ class LappsCollector:
         lua_errors = family(CounterMetricFamily, "lapps_lua_errors_total",
                             "Lua errors in service callbacks (each closed its connection with 1011).",
                             ["worker"])
+        internal = family(CounterMetricFamily, "lapps_internal_errors_total",
+                          "Unexpected server exceptions on a connection's path (each closed that "
+                          "connection, 1011 or TCP; the worker went on).", ["worker"])
         backlog = family(GaugeMetricFamily, "lapps_outbound_backlog_bytes",
                          "Bytes queued for clients that read slower than the server writes.", ["worker"])
         dropped = family(CounterMetricFamily, "lapps_dropped_messages_total",
@@ -315,6 +319,7 @@ class LappsCollector:
             for code, n in zip(CLOSE_CODES, tables.close_received):
                 closes.add_metric([label, "received", code], n)
             lua_errors.add_metric([label], slot.lua_errors)
+            internal.add_metric([label], slot.internal_errors)
             backlog.add_metric([label], slot.backlog)
             dropped.add_metric([label], slot.dropped)
             restarts.add_metric([label], getattr(w, "restarts", 0))
@@ -331,7 +336,7 @@ class LappsCollector:
             if proc:
                 rss.add_metric([f"service {sp.label}"], proc[0])
                 cpu.add_metric([f"service {sp.label}"], proc[1])
-        yield from (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, backlog, dropped,
+        yield from (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, internal, backlog, dropped,
                     restarts, heartbeat, rss, cpu)
 
 

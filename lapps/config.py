@@ -80,6 +80,7 @@ class ServerConfig:
     access_log: bool = False
     static_dir: str = ""   # "" = off; else plain GET/HEAD on the WebSocket port serve files from it
     lua_path: tuple[str, ...] = ()
+    log_repeat_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,7 @@ _SERVER = _Section(ServerConfig, {
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
     "static_dir": _Field("", _static_dir, path=True),   # files for plain GETs (the demo page); "" = off
     "lua_path": _Field([], _list(_directory, "a list of directories"), path=True),  # for require
+    "log_repeat_interval": _Field(10, _number(positive=True)),   # lapps.logs.RepeatLimiter
 })
 _LIMITS = _Section(LimitsConfig, {
     "max_handshake_size": _Field(8192, _integer(1)),

@@ -40,6 +40,8 @@ from collections.abc import Iterator, Mapping
 
 import cbor2
 
+from lapps.ws.codec import NATIVE
+
 if not hasattr(cbor2.CBORDecoder, "strict_hashable_types"):   # pragma: no cover
     raise ImportError("lapps.lapps_protocol needs cbor2 >= 6.3 (CBORDecoder strict_hashable_types)")
 
@@ -421,10 +423,8 @@ def _utf8_valid_python(data: bytes) -> bool:
         return False
 
 
-try:
-    from lapps.ws._speedups import utf8_valid as _utf8_valid
-except ImportError:   # built without a C compiler
-    _utf8_valid = _utf8_valid_python
+# without the extension (or with LAPPS_NO_SPEEDUPS=1: lapps/ws/codec.py) the Python twin
+_utf8_valid = NATIVE.utf8_valid if NATIVE is not None else _utf8_valid_python
 
 
 def encode(message: dict) -> bytes:

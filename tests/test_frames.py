@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lapps.ws.constants import Opcode
-from lapps.ws.frames import close_payload, encode_frame, frame_header, mask
+from lapps.ws.frames import close_payload, encode_frame, frame_header, mask, mask_python
 from lapps.ws.protocol import EV_CLOSED
 
 from wsvectors import MODES, MASK_KEY, Frame, feed, naive_mask, opened, parse_frames
@@ -132,6 +132,16 @@ def test_mask_accepts_bytearray_and_memoryview():
     expected = naive_mask(data, MASK_KEY, 1)
     assert mask(bytearray(data), MASK_KEY, 1) == expected
     assert mask(memoryview(data), MASK_KEY, 1) == expected
+
+
+@pytest.mark.parametrize("impl", [mask, mask_python], ids=["mask", "mask_python"])
+@pytest.mark.parametrize("offset", range(4))
+def test_mask_takes_data_and_key_sliced_from_a_memoryview(impl, offset):
+    """The parser slices both out of the worker's read buffer, a memoryview: the pure-Python
+    twin once crashed there (memoryview * int) on every masked frame of 125 bytes or more."""
+    wire = memoryview(bytearray(MASK_KEY + bytes(range(200))))
+    data = bytes(range(200))
+    assert impl(wire[4:], wire[:4], offset) == naive_mask(data, MASK_KEY, offset)
 
 
 def test_mask_is_an_involution():

@@ -606,3 +606,17 @@ def test_receive_eof_while_closing_keeps_server_code():
     proto.receive_eof()
     assert proto.state == State.CLOSED
     assert proto.events == [(EV_CLOSED, 1001)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 124, 125, 126, 65535, 65536, 70000])
+def test_frames_read_into_a_memoryview_parse_on_either_codec_path(size):
+    """The worker hands `receive_data` a memoryview of its read buffer; whole and in two
+    reads, the message comes out right (on the C path, or with LAPPS_NO_SPEEDUPS=1)."""
+    payload = bytes(i & 0xFF for i in range(size))
+    wire = bytearray(client_frame(Opcode.BINARY, payload) * 2)
+    for cut in (len(wire), len(wire) // 2 + 3):
+        proto = opened()
+        view = memoryview(wire)
+        proto.receive_data(view[:cut])
+        proto.receive_data(view[cut:])
+        assert proto.events == [(Opcode.BINARY, payload)] * 2

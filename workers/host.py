@@ -21,6 +21,7 @@ from lapps.startup import reactive_order
 from lapps.ipc.slots import SlotBlock, SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
+from lapps.logs import RepeatLimiter
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService
 from lapps.master.acl import Acl
@@ -29,6 +30,7 @@ from lapps.ws.frames import frame_header, frame_into
 from lapps.ws.protocol import State
 
 from .connection import Connection
+from .faults import faulty_reply
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 
@@ -73,6 +75,7 @@ class Loop(Protocol):
     by_handler: dict[int, Connection]
     slot: SlotWriter
     log: logging.Logger
+    repeats: RepeatLimiter
 
     def mark_dirty(self, conn: Connection) -> None: ...
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None: ...
@@ -85,11 +88,13 @@ class Loop(Protocol):
 class ServiceHost:
     """Hosts one instance of every reactive service for one IO worker."""
 
-    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock) -> None:
+    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock,
+                 fault_site: str = "") -> None:
         self.loop = loop
+        self.fault_site = fault_site   # the test hook of workers/faults.py; '' in production
         self.config = config
         self.log = loop.log
-        self.bus = Broadcast(master_pid, slots, worker_node(index))
+        self.bus = Broadcast(master_pid, slots, worker_node(index), config.server.log_repeat_interval)
         self.mqr = MqrClient(master_pid, blocking=False)   # a worker never waits for room
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer
@@ -154,6 +159,8 @@ class ServiceHost:
 
         if route.config.protocol != "lapps":
             on_message = instance.on_message
+            if self.fault_site == "lua_reply":
+                on_message = faulty_reply(on_message)
 
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
@@ -231,10 +238,14 @@ class ServiceHost:
             what = describe_lua_error(what)
         elif isinstance(what, BaseException):
             # not the service's fault: a host function failed; keep the Python traceback
-            self.log.error("host error under service %s", route.config.name, exc_info=what)
+            self.loop.repeats.error(("host error", route.config.name, repr(what)), "host error under service %s",
+                                    route.config.name, exc_info=what)
             what = f"internal error: {what!r}"
         svc = route.config
-        self.log.error("service %s (%s), handler %d: %s", svc.name, svc.script, conn.handler, what)
+        # one line per distinct error and interval: a service failing on every message
+        # of every connection must not write a traceback per message
+        self.loop.repeats.error((svc.name, what), "service %s (%s), handler %d: %s",
+                                svc.name, svc.script, conn.handler, what)
         self.loop.close_connection(conn, CloseCode.INTERNAL_ERROR, "service error")
 
     def forget(self, conn: Connection) -> None:

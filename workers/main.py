@@ -12,10 +12,11 @@ import prctl
 from lapps.config import Config
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
 from lapps.ipc.slots import SlotBlock
-from lapps.logs import name_process, reopen_logs
+from lapps.logs import name_process
 from lapps.lua.service import ServiceBootError
 
-from .worker import IOWorker, install_signal_wakeup
+from .worker import IOWorker
+
 
 def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotBlock,
                 master_pid: int) -> int:
@@ -49,3 +50,20 @@ def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotB
         signal.set_wakeup_fd(-1)      # a late SIGTERM (PDEATHSIG) must not hit a closed fd
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         wake_w.close()
+
+
+def install_signal_wakeup() -> tuple[socket.socket, socket.socket]:
+    """Route SIGTERM/SIGQUIT to a socket pair the loop polls (handlers only record).
+
+    Returns `(read_end, write_end)`; both must stay open. SIGINT is ignored by workers:
+    a Ctrl-C in a terminal reaches the whole process group, and the master decides
+    what a SIGINT means.
+    """
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, lambda s, f: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return rsock, wsock

@@ -43,7 +43,7 @@ def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, 
         return bool(stopping)
 
     svc = config.services[name]
-    bus = Broadcast(master_pid, slots)
+    bus = Broadcast(master_pid, slots, repeat_interval=config.server.log_repeat_interval)
     mqr = MqrClient(master_pid, must_stop)
 
     def publish(channel: int, message: object) -> object:

@@ -12,7 +12,6 @@ import random
 import logging
 import os
 import select
-import signal
 import socket
 import ssl
 import time
@@ -22,26 +21,27 @@ from lapps import SERVER_HEADER
 from lapps.config import Config
 from lapps.ipc.channel import receive_sockets, report_closed
 from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
-from lapps.logs import reopen_logs
+from lapps.logs import RepeatLimiter
 from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
 from lapps.ws.protocol import EV_CLOSED, EV_HTTP, EV_REQUEST, ServerProtocol, State
 
 from .connection import Connection
+from .faults import Barrier, FaultyProtocol, faulty_socket, injected_site
 from .host import ServiceHost
 from .static import StaticFiles
+from .stopping import Stopping
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 # timer kinds: what to check about a connection when its deadline passes
 _T_HANDSHAKE, _T_CLOSE, _T_LINGER = 0, 1, 2
 _SWEEP_EVERY = 1.0       # seconds between keepalive/idle sweeps
-_DRAIN_QUIET = 0.5       # seconds a draining worker still takes sockets already sent to it
 _REPORT_BATCH = 2000     # ended connections per report to the master
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
 
 
-class IOWorker:
+class IOWorker(Stopping):
     """Owns the client sockets handed over by the master and runs their services."""
 
     def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
@@ -67,7 +67,12 @@ class IOWorker:
         self.timers: list[tuple[float, int, int, Connection]] = []
         self.timer_seq = 0
         self.aux: dict[int, Callable[[], None]] = {}      # fd → handler, for non-client fds
-        self.host = ServiceHost(self, config, index, master_pid, slots)
+        # warnings that can fire per message or connection: one line per key and interval
+        self.repeats = RepeatLimiter(log, config.server.log_repeat_interval)
+        self.barrier = Barrier(self.repeats, slot)
+        self.fault_site = injected_site(log)            # '' unless a test set LAPPS_FAULT_INJECT
+        self.protocol_class = FaultyProtocol if self.fault_site == "parser" else ServerProtocol
+        self.host = ServiceHost(self, config, index, master_pid, slots, self.fault_site)
         self.tls_context = server_context(config.server.tls) if needs_tls(config.server) else None
         self.handler_base = 0
         self.handler_seq = 0
@@ -126,17 +131,28 @@ class IOWorker:
             for fd, ev in ready:
                 conn = conns.get(fd)
                 if conn is not None:
-                    if ev & _OUT:
-                        flush(conn)
-                        if ev == _OUT:
-                            continue
-                    read(conn)
+                    # the fault barrier (DESIGN §8): whatever one connection's event raises
+                    # costs that connection; a try is free until something raises
+                    try:
+                        if ev & _OUT:
+                            flush(conn)
+                            if ev == _OUT:
+                                continue
+                        read(conn)
+                    except Exception as e:
+                        self._fault(conn, e)
                 else:
-                    aux[fd]()
+                    try:
+                        aux[fd]()
+                    except Exception as e:   # a bus link's or the channel's handler
+                        self.barrier.handler_failed(fd, e)
             while dirty:
                 conn = dirty.pop()
                 conn.dirty = False
-                flush(conn)
+                try:
+                    flush(conn)
+                except Exception as e:   # the fault barrier, as above
+                    self._fault(conn, e)
             self.now = now = time.monotonic()
             if self.timers and self.timers[0][0] <= now:
                 self._run_timers(now)
@@ -187,6 +203,38 @@ class IOWorker:
             self.dirty.append(conn)
         if conn.tls and conn.sock.pending() and conn.fd in self.conns:
             self._read(conn)   # decrypted bytes wait inside the SSL object: epoll cannot see them
+
+    def _flush_dirty(self) -> None:
+        """The flush pass of a loop turn: every connection with bytes to send."""
+        dirty = self.dirty
+        while dirty:
+            conn = dirty.pop()
+            conn.dirty = False
+            try:
+                self._flush(conn)
+            except Exception as e:   # the fault barrier, as in run()
+                self._fault(conn, e)
+
+    def _fault(self, conn: Connection, error: Exception) -> None:
+        """The fault barrier caught `error` on `conn`: log and count it, close that connection.
+
+        A close frame 1011 goes out when the WebSocket was open (after what was queued before
+        it), else the socket is closed; either way the protocol reads nothing more, so the
+        same fault cannot fire twice on one read. Should closing fail too, the socket goes.
+        """
+        self.barrier.connection_failed(conn, error)
+        if self.conns.get(conn.fd) is not conn:
+            return
+        try:
+            conn.proto.events.clear()
+            if conn.proto.abort(CloseCode.INTERNAL_ERROR, "internal error"):
+                self._closed(conn)
+                self.mark_dirty(conn)
+                self._timer(self.close_timeout or 1.0, _T_LINGER, conn)   # however the peer reads
+            else:
+                self._drop(conn)
+        except Exception:   # the connection is beyond repair: only its socket is left to close
+            self._release(conn)
 
     def _flush(self, conn: Connection) -> None:
         if conn.tls_pending:
@@ -256,9 +304,11 @@ class IOWorker:
             sock.close()     # reset by the peer between accept and now
             self._ended(peer)
             return
-        conn = Connection(sock, peer, ServerProtocol(self.max_handshake_size, self.max_headers,
-                                                     headers=(SERVER_HEADER,),
-                                                     plain_http=self.static is not None))
+        if self.fault_site == "flush" and not tls:
+            sock = faulty_socket(sock)
+        conn = Connection(sock, peer, self.protocol_class(self.max_handshake_size, self.max_headers,
+                                                          headers=(SERVER_HEADER,),
+                                                          plain_http=self.static is not None))
         conn.tls_pending = conn.tls = tls
         self.conns[conn.fd] = conn
         conn.mask = _IN
@@ -428,7 +478,8 @@ class IOWorker:
         connection, "close" ends it with 1008; either way memory stays bounded)."""
         self.slot.dropped += 1
         if conn.service.config.slow_consumer == "close":
-            self.log.info("closing %s (handler %d): its outbound buffer is full", conn.peer, conn.handler)
+            self.repeats.info("slow consumer", "closing %s (handler %d): its outbound buffer is full",
+                              conn.peer, conn.handler)
             self.close_connection(conn, CloseCode.POLICY_VIOLATION, "outbound buffer full: reading too slowly")
         return False
 
@@ -446,39 +497,42 @@ class IOWorker:
         One pass over the connections instead of a timer per connection: liveness costs
         the hot path only the `last_read` store in `_read`.
         """
-        interval, timeout, idle = self.ping_interval, self.ping_timeout, self.idle_timeout
         for conn in list(self.conns.values()):
-            proto = conn.proto
-            if proto.state != State.OPEN:
-                continue
-            if conn.ping_sent:
-                # reads are stamped with the clock of the turn before them, so a read after
-                # the sweep that sent the ping carries at least that sweep's time
-                if conn.last_read >= conn.ping_sent:
-                    conn.ping_sent = 0.0                     # answered (any bytes count)
-                elif timeout and now - conn.ping_sent > timeout:
-                    if conn.paused:   # it stopped reading: a close frame could not reach it
-                        self.log.info("dropping %s (handler %d): it stopped reading, %d bytes unsent",
-                                      conn.peer, conn.handler, len(proto.out))
-                    else:
-                        self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
-                    self._drop(conn)
-                    continue
-            if interval and not conn.ping_sent:
-                if not conn.ping_every:
-                    conn.ping_every = interval * random.uniform(0.8, 1.2)
-                if now - conn.last_read > conn.ping_every and proto.ping():
-                    conn.ping_sent = now
-                    self.mark_dirty(conn)
-            if idle:
-                if proto.messages != conn.seen or not conn.last_message:
-                    conn.seen, conn.last_message = proto.messages, now
-                elif now - conn.last_message > idle:
-                    self.close_connection(conn, CloseCode.GOING_AWAY, "idle timeout")
-        while self.dirty:
-            conn = self.dirty.pop()
-            conn.dirty = False
-            self._flush(conn)
+            if conn.proto.state == State.OPEN:
+                try:
+                    self._keepalive(conn, now)
+                except Exception as e:   # the fault barrier, as in run()
+                    self._fault(conn, e)
+        self._flush_dirty()
+        self.repeats.flush()   # the count lines of repeated warnings whose interval ended
+
+    def _keepalive(self, conn: Connection, now: float) -> None:
+        """The sweep's look at one open connection: its ping, its liveness, its idleness."""
+        proto = conn.proto
+        timeout, idle = self.ping_timeout, self.idle_timeout
+        if conn.ping_sent:
+            # reads are stamped with the clock of the turn before them, so a read after
+            # the sweep that sent the ping carries at least that sweep's time
+            if conn.last_read >= conn.ping_sent:
+                conn.ping_sent = 0.0                     # answered (any bytes count)
+            elif timeout and now - conn.ping_sent > timeout:
+                if conn.paused:   # it stopped reading: a close frame could not reach it
+                    self.repeats.info("stopped reading", "dropping %s (handler %d): it stopped "
+                                      "reading, %d bytes unsent", conn.peer, conn.handler, len(proto.out))
+                else:
+                    self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
+                return self._drop(conn)
+        if self.ping_interval and not conn.ping_sent:
+            if not conn.ping_every:
+                conn.ping_every = self.ping_interval * random.uniform(0.8, 1.2)
+            if now - conn.last_read > conn.ping_every and proto.ping():
+                conn.ping_sent = now
+                self.mark_dirty(conn)
+        if idle:
+            if proto.messages != conn.seen or not conn.last_message:
+                conn.seen, conn.last_message = proto.messages, now
+            elif now - conn.last_message > idle:
+                self.close_connection(conn, CloseCode.GOING_AWAY, "idle timeout")
 
     # ------------------------------------------------------------------ timers
 
@@ -493,82 +547,12 @@ class IOWorker:
             if conn.fd not in self.conns or self.conns[conn.fd] is not conn:
                 continue
             state = conn.proto.state
-            if kind == _T_HANDSHAKE and state < State.OPEN:
-                self._drop(conn)
-            elif kind == _T_CLOSE and state == State.CLOSING:
-                self._drop(conn)
-            elif kind == _T_LINGER:
-                self._release(conn)
-
-    # ------------------------------------------------------------------ signals and stop
-
-    def _handle_signals(self) -> None:
-        try:
-            data = self.wakeup.recv(64)
-        except (BlockingIOError, InterruptedError):
-            return
-        for signum in data:
-            if signum == signal.SIGQUIT:
-                self.log.info("SIGQUIT: stopping now")
-                raise SystemExit(0)
-            if signum in (signal.SIGTERM, signal.SIGINT):
-                self._begin_stop()
-            elif signum == signal.SIGUSR2:
-                self._begin_drain()
-            elif signum == signal.SIGUSR1:
-                reopen_logs()
-
-    def _begin_drain(self) -> None:
-        """The master replaced this worker (reload, SIGTTOU): it gets no new connections;
-        the open ones go on until they end or drain_timeout passes, then close with 1001."""
-        if self.draining or self.stopping:
-            return
-        self.draining = True
-        self.slot.state = WorkerState.DRAINING
-        self.drain_deadline = time.monotonic() + self.config.server.drain_timeout
-        # sockets the master sent just before it retired this worker may still be in flight
-        self.drain_quiet = time.monotonic() + _DRAIN_QUIET
-        self.log.info("draining %d connection(s), for %gs at most", len(self.conns),
-                      self.config.server.drain_timeout)
-
-    def _begin_stop(self) -> None:
-        """Graceful stop: take no more sockets, close every WebSocket with 1001."""
-        if self.stopping:
-            return
-        self.stopping = True
-        self.slot.state = WorkerState.DRAINING
-        self.stop_deadline = time.monotonic() + self.config.server.shutdown_timeout
-        self.unwatch(self.channel.fileno())
-        for conn in list(self.conns.values()):
-            state = conn.proto.state
-            if state == State.OPEN:
-                self.close_connection(conn, CloseCode.GOING_AWAY, "server shutting down")
-            elif state < State.OPEN:
-                self._drop(conn)
-            elif conn.lingering:
-                self._release(conn)
-
-    def _finish_stop(self) -> int:
-        for conn in list(self.conns.values()):
-            self._drop(conn)
-        self.host.shutdown()
-        self.slot.state = WorkerState.STOPPED
-        self.slot.publish(time.monotonic())
-        return 0
-
-
-def install_signal_wakeup() -> tuple[socket.socket, socket.socket]:
-    """Route SIGTERM/SIGQUIT to a socket pair the loop polls (handlers only record).
-
-    Returns `(read_end, write_end)`; both must stay open. SIGINT is ignored by workers:
-    a Ctrl-C in a terminal reaches the whole process group, and the master decides
-    what a SIGINT means.
-    """
-    rsock, wsock = socket.socketpair()
-    rsock.setblocking(False)
-    wsock.setblocking(False)
-    signal.set_wakeup_fd(wsock.fileno(), warn_on_full_buffer=False)
-    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, lambda s, f: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return rsock, wsock
+            try:
+                if kind == _T_HANDSHAKE and state < State.OPEN:
+                    self._drop(conn)
+                elif kind == _T_CLOSE and state == State.CLOSING:
+                    self._drop(conn)
+                elif kind == _T_LINGER:
+                    self._release(conn)
+            except Exception as e:   # the fault barrier, as in run()
+                self._fault(conn, e)

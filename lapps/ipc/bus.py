@@ -19,10 +19,12 @@ recv`) so that a cluster backend (Redis pub/sub across nodes) can stand beside t
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import time
 
+from ..logs import REPEAT_INTERVAL, RepeatLimiter
 from .slots import SlotBlock, WorkerState
 
 _CHANNEL = struct.Struct("!q")
@@ -68,7 +70,8 @@ class Broadcast:
     `links_in` (their packets); `accept()` and `receive(sock)` handle each.
     """
 
-    def __init__(self, master_pid: int, slots: SlotBlock, node: str | None = None) -> None:
+    def __init__(self, master_pid: int, slots: SlotBlock, node: str | None = None,
+                 repeat_interval: float = REPEAT_INTERVAL) -> None:
         self.master_pid = master_pid
         self.slots = slots
         self.peers: list[bytes] = []
@@ -76,6 +79,7 @@ class Broadcast:
         self.links_out: dict[bytes, socket.socket] = {}
         self.listener = _listen(endpoint(master_pid, node)) if node is not None else None
         self.dropped = 0   # packets a peer could not take (buffer full, or no such worker now)
+        self.repeats = RepeatLimiter(logging.getLogger("lapps.bus"), repeat_interval)   # per publish
 
     def fileno(self) -> int:
         assert self.listener is not None, "only an IO worker receives broadcasts"
@@ -99,6 +103,8 @@ class Broadcast:
                 link.send(packet)
             except BlockingIOError:
                 self.dropped += 1   # that worker is behind by BUS_BUFFER bytes: it misses this one
+                self.repeats.warning(peer, "bcast: worker %s is %d bytes behind on this link: it misses "
+                                     "broadcast messages", peer[1:].decode(), BUS_BUFFER)
             except OSError:
                 link.close()        # the worker died; its successor gets a new link next time
                 del self.links_out[peer]

@@ -54,11 +54,12 @@ _N_TABLES = _OFF_SERVICES + MAX_SERVICES
 
 # core: pid, state, heartbeat (CLOCK_MONOTONIC, system-wide on Linux), connections,
 # handshakes in progress, connections taken from the channel, messages in/out,
-# bytes in/out, outbound backlog bytes, Lua errors, messages dropped for slow consumers
-_CORE = struct.Struct("=qqdqqqqqqqqqq")
+# bytes in/out, outbound backlog bytes, Lua errors, messages dropped for slow consumers,
+# internal errors (the fault barrier closed a connection)
+_CORE = struct.Struct("=qqdqqqqqqqqqqq")
 # core + tables: handshake results, close codes sent, close codes received, per-service connections
 _LAYOUT = struct.Struct(_CORE.format + "q" * _N_TABLES)
-_LAYOUT_LEGACY_FIELDS = 10   # the core's counters after pid, state, heartbeat
+_LAYOUT_LEGACY_FIELDS = 11   # the core's counters after pid, state, heartbeat
 SLOT_SIZE = 640
 assert _LAYOUT.size <= SLOT_SIZE
 assert _LAYOUT.size == _CORE.size + 8 * _N_TABLES
@@ -91,6 +92,7 @@ class SlotView:
     backlog: int
     lua_errors: int
     dropped: int
+    internal_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -144,7 +146,7 @@ class SlotWriter:
 
     __slots__ = ("_mem", "_offset", "pid", "state", "connections", "handshakes", "taken",
                  "messages_in", "messages_out", "bytes_in", "bytes_out", "backlog", "lua_errors",
-                 "dropped", "tables", "tables_dirty", "services")
+                 "dropped", "internal_errors", "tables", "tables_dirty", "services")
 
     def __init__(self, mem: mmap.mmap, offset: int) -> None:
         self._mem = mem
@@ -153,7 +155,7 @@ class SlotWriter:
         self.state = WorkerState.BOOTING
         self.connections = self.handshakes = self.taken = 0
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
-        self.backlog = self.lua_errors = self.dropped = 0
+        self.backlog = self.lua_errors = self.dropped = self.internal_errors = 0
         self.tables = [0] * _N_TABLES
         self.tables_dirty = True
         self.services: dict[str, int] = {}   # service name -> counter index (service_indexes)
@@ -216,9 +218,10 @@ class SlotWriter:
             data = _LAYOUT.pack(self.pid, self.state, now, self.connections,
                                 self.handshakes, self.taken, self.messages_in, self.messages_out,
                                 self.bytes_in, self.bytes_out, self.backlog, self.lua_errors,
-                                self.dropped, *self.tables)
+                                self.dropped, self.internal_errors, *self.tables)
         else:
             data = _CORE.pack(self.pid, self.state, now, self.connections,
                               self.handshakes, self.taken, self.messages_in, self.messages_out,
-                              self.bytes_in, self.bytes_out, self.backlog, self.lua_errors, self.dropped)
+                              self.bytes_in, self.bytes_out, self.backlog, self.lua_errors, self.dropped,
+                              self.internal_errors)
         self._mem[self._offset:self._offset + len(data)] = data

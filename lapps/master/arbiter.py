@@ -25,6 +25,7 @@ from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
 from ..ipc.mqr import MqrBroker
 from ..ipc.slots import SlotBlock, WorkerState
 from ..startup import standalone_order
+from ..ws.codec import DESCRIPTION as CODEC
 from .acl import Acl
 from .listeners import Dispatcher, bind_listener, start_listeners
 from .sdnotify import sd_notify
@@ -157,6 +158,7 @@ class Arbiter:
             self.log.info("listening on %s://%s:%d with %d listener(s)", "wss" if tls else "ws",
                           ip, port, srv.listeners)
         self.log.info("%d worker(s)", srv.workers)
+        self.log.info("frame codec: %s", CODEC)   # the workers inherit the master's choice
         for name, svc in self.config.services.items():
             if not svc.standalone and svc.instances not in (1, srv.workers):
                 self.log.warning("services.%s.instances = %d: a reactive service runs one instance "

@@ -18,6 +18,7 @@ from .. import SERVER_HEADER
 from ..config import Config
 from ..ipc.channel import send_socket
 from ..ipc.slots import SlotBlock
+from ..logs import RepeatLimiter
 from ..ws.handshake import error_response
 from .acl import Acl
 from .balancer import pick_worker
@@ -26,6 +27,8 @@ _ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop fla
 DISPATCHED, ALL_FULL, IP_LIMIT, CHANNELS_BUSY = 0, 1, 2, 3   # what became of an accepted socket
 _BUSY_RETRY = 0.005      # seconds between tries while every worker's channel is full
 _BUSY_PATIENCE = 1.0     # seconds a listener waits on full channels before answering 503
+RETRY_AFTER = 2          # seconds, in the Retry-After of a 429 or 503 (RFC 6585 §4, RFC 9110 §10.2.3)
+_REFUSED = {ALL_FULL: "every worker is at max_connections", IP_LIMIT: "too many connections from its address"}
 
 
 def bind_listener(ip: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -70,6 +73,8 @@ class Dispatcher:
         self.refused = {IP_LIMIT: 0, ALL_FULL: 0}   # what the listeners answered themselves
         self.retired: set[int] = set()               # slots told to drain: no new connections
         self.log = logging.getLogger("lapps.listener")
+        # refusals can come once per connection attempt: one line per kind and interval
+        self.repeats = RepeatLimiter(self.log, config.server.log_repeat_interval)
 
     def give_up(self) -> int:
         """A listener waited its patience out on full channels: it answers 503."""
@@ -159,21 +164,25 @@ class Listener(threading.Thread):
         self.log = logging.getLogger("lapps.listener")
 
     def run(self) -> None:
-        refusals = {ALL_FULL: error_response(503, "every worker is at max_connections", (SERVER_HEADER,)),
-                    IP_LIMIT: error_response(429, "too many connections from your address", (SERVER_HEADER,))}
+        retry = (SERVER_HEADER, ("Retry-After", str(RETRY_AFTER)))
+        refusals = {ALL_FULL: error_response(503, "every worker is at max_connections", retry),
+                    IP_LIMIT: error_response(429, "too many connections from your address", retry)}
+        repeats = self.dispatcher.repeats
         while not self.stop.is_set():
             try:
                 client, addr = self.sock.accept()
             except TimeoutError:
+                repeats.flush()   # quiet now: the count lines of refusals that stopped
                 continue
             except OSError as e:
                 if self.stop.is_set():
                     return
-                self.log.warning("listener %d: accept failed: %s", self.listener_id, e)
+                repeats.warning(("accept", e.errno), "listener %d: accept failed: %s", self.listener_id, e)
                 self.stop.wait(0.05)   # EMFILE and friends: do not spin
                 continue
             with client:
                 if not self.acl.allows(addr[0]):
+                    repeats.warning("acl", "refused %s: not allowed by [server.acl]", addr[0])
                     continue
                 outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
                 waited = 0.0
@@ -185,6 +194,8 @@ class Listener(threading.Thread):
                     outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
                 if outcome == CHANNELS_BUSY:
                     outcome = self.dispatcher.give_up()
+                if outcome != DISPATCHED:
+                    repeats.warning(outcome, "refused %s: %s", addr[0], _REFUSED[outcome])
                 if outcome != DISPATCHED and not self.tls:   # no TLS in the master: no answer on wss
                     client.settimeout(1.0)
                     try:

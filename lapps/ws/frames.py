@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import struct
 
+from .codec import NATIVE
 from .constants import CloseCode, Opcode, is_valid_close_code
 
 _PACK_H = struct.Struct("!BBH").pack
@@ -43,6 +44,7 @@ def mask_python(data: bytes | bytearray | memoryview, key: bytes, offset: int = 
     n = len(data)
     if not n:
         return b""
+    key = bytes(key)   # the parser hands a slice of its memoryview: repeat needs bytes
     if offset & 3:
         r = offset & 3
         key = key[r:] + key[:r]
@@ -59,11 +61,10 @@ def frame_into_python(out: bytearray, opcode: int, data: bytes) -> None:
     out += data
 
 
-try:
-    from ._speedups import frame_into, mask
-except ImportError:   # built without a C compiler: the pure-Python versions
-    mask = mask_python
-    frame_into = frame_into_python
+if NATIVE is not None:
+    mask, frame_into = NATIVE.mask, NATIVE.frame_into
+else:   # no extension, or LAPPS_NO_SPEEDUPS=1 (codec.py)
+    mask, frame_into = mask_python, frame_into_python
 
 
 def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False,

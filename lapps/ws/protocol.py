@@ -33,16 +33,15 @@ import codecs
 from collections.abc import Callable
 from enum import IntEnum
 
+from .codec import NATIVE
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
 from .handshake import (HandshakeError, Request, check_host_and_body, choose_subprotocol, error_response,
                         find_head_end, is_plain_request, parse_request, response_101, validate_upgrade)
 
-try:
-    from ._speedups import scan as _scan
-except ImportError:   # built without a C compiler: every frame goes through _parse's loop
-    _scan = None
+# without the extension (or with LAPPS_NO_SPEEDUPS=1) every frame goes through _parse's loop
+_scan = NATIVE.scan if NATIVE is not None else None
 
 EV_REQUEST = 0x100
 EV_CLOSED = 0x101
@@ -488,6 +487,17 @@ class ServerProtocol:
         self.close_code, self.close_reason = code, reason
         self.state = State.CLOSING
         return True
+
+    def abort(self, code: int = CloseCode.INTERNAL_ERROR, reason: str = "internal error") -> bool:
+        """The server failed on this connection (its own fault, not the peer's): queue a close
+        frame with `code` when the WebSocket is open, then stop reading (CLOSED), so the
+        worker sends what is queued and closes TCP. True when a close frame was queued."""
+        queued = self.state == State.OPEN
+        if queued:
+            self._send_close(code, reason)
+        if self.state != State.CLOSED:
+            self._finish(code, reason)
+        return queued
 
     def _send_close(self, code: int | None, reason: str = "") -> None:
         payload = close_payload(code, reason)

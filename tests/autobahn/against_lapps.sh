@@ -3,6 +3,7 @@
 #   tests/autobahn/against_lapps.sh [--tls] [--deflate] [CASES]
 #     --tls       serve wss:// (certificates from `make certs`, into reports/autobahn/certs)
 #     --deflate   enable permessage-deflate on the echo service (cases 12.* and 13.*)
+#     --no-speedups  run the server on the pure-Python codec (LAPPS_NO_SPEEDUPS=1)
 #     CASES       case patterns, default 1.* to 10.*
 # Environment: AUTOBAHN_PORT (default: a free port), AUTOBAHN_WORKERS (default 2).
 set -euo pipefail
@@ -13,6 +14,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --tls) TLS=1; shift ;;
         --deflate) DEFLATE=true; shift ;;
+        --no-speedups) export LAPPS_NO_SPEEDUPS=1; export AUTOBAHN_AGENT="${AUTOBAHN_AGENT:-LAppS-pure-Python}"; shift ;;
         *) break ;;
     esac
 done
@@ -30,6 +32,8 @@ CONFIG="$OUT/lapps.toml"
         echo "cert = \"$ROOT/$OUT/certs/localhost.crt\""
         echo "key = \"$ROOT/$OUT/certs/localhost.key\""
     fi
+    echo "[admin]"
+    echo "port = 0"     # no admin endpoint: another server on this machine may hold 5084
     echo "[services.echo]"
     echo "permessage_deflate = $DEFLATE"
 } >"$CONFIG"

@@ -1,0 +1,120 @@
+"""A/B: the raw Lua echo of two source trees, alternating rounds, pinned, medians and their ratio.
+
+    git archive BASE | tar -x -C /tmp/base && (cd /tmp/base && python setup.py build_ext --inplace)
+    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80]
+
+For a change that must not cost the hot path (the fault barrier's `try`, say): each round
+starts one tree's server (`python -m lapps` run from that tree, one worker, `/echo`, pings
+off, `taskset -c 0`), runs the websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte
+text messages, closed loop) for `--seconds`, and stops the server; the order of the two trees
+alternates from round to round so drift in the machine's load hits both alike. Two figures
+per round: round trips per second (wall clock), and round trips per CPU-second of the
+server's processes (psutil, over the client's run), which a busy neighbour on a shared
+machine disturbs much less. Prints each round, the medians and B/A. Both trees run on this
+interpreter (the venv's), each with the C extension built in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from harness import HOST, free_port, log
+
+CLIENT = Path(__file__).resolve().parent / "client" / "lapps-bench-client"
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its children."""
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+def one_round(tree: Path, seconds: float, connections: int, scratch: Path) -> tuple[float, float]:
+    """(round trips per second, per server CPU-second) of `tree`'s server, one run."""
+    port = free_port()
+    config = scratch / "ab.toml"
+    config.write_text(f'[server]\nip = "{HOST}"\nservices_dir = "{tree / "services"}"\n[admin]\nport = 0\n'
+                      '[limits]\nping_interval = 0\n[services.echo]\n')
+    env = {k: v for k, v in os.environ.items() if k != "LAPPS_NO_SPEEDUPS"}
+    with open(scratch / f"{tree.name or 'tree'}.log", "w") as out:
+        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "lapps", "--config", str(config),
+                                   "--port", str(port), "--workers", "1", "--listeners", "1"], cwd=tree,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        for _ in range(100):
+            probe = subprocess.run([sys.executable, "-c", f"import socket; socket.create_connection(('{HOST}', {port}), 0.2)"],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        cpu0 = tree_cpu(server.pid)
+        done = subprocess.run(["taskset", "-c", "1", str(CLIENT), "--url", f"ws://{HOST}:{port}/echo",
+                               "--connections", str(connections), "--size", "277", "--seconds", str(seconds),
+                               "--warmup", "0"], capture_output=True, text=True)
+        cpu = tree_cpu(server.pid) - cpu0
+        found = re.search(r"^RESULT .*\btotal_rps=([\d.]+).*\berrors=(\d+) verified=(\d+)", done.stdout, re.M)
+        if not found or found.group(2) != "0":
+            raise SystemExit(f"client failed on {tree}: {done.stdout}{done.stderr}")
+        return float(found.group(1)), int(found.group(3)) / max(cpu, 1e-9)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", type=Path, help="tree A (the baseline)")
+    ap.add_argument("b", type=Path, help="tree B (the change)")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--connections", type=int, default=80)
+    args = ap.parse_args()
+    if not CLIENT.exists():
+        raise SystemExit(f"{CLIENT} is missing: make bench-client")
+    trees = {"A": args.a.resolve(), "B": args.b.resolve()}
+    rates: dict[str, list[float]] = {"A": [], "B": []}
+    per_cpu: dict[str, list[float]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="lapps-ab-") as scratch:
+        for r in range(args.rounds):
+            for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch))
+                rates[name].append(rate)
+                per_cpu[name].append(cpu_rate)
+                log(f"round {r + 1} {name} ({trees[name]}): {rate:,.0f} round trips/s, "
+                    f"{cpu_rate:,.0f} per server CPU-second")
+    for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
+        a, b = statistics.median(series["A"]), statistics.median(series["B"])
+        log(f"median {what}: A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
+    log(f"({args.rounds} rounds of {args.seconds:g} s, {args.connections} connections, 277 B)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
