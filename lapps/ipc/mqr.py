@@ -43,11 +43,14 @@ from .bus import BUS_BUFFER, BusError, _listen, _packet_socket, endpoint
 
 POST, WANT, TRY, CANCEL, MSGS, EMPTY, GRANT = b"P", b"W", b"T", b"C", b"M", b"E", b"G"
 MAX_QUEUE = 100_000      # messages in one queue past which producers get no more credit
-WINDOW = 1024            # posts per queue a producer may have unacknowledged
+WINDOW = 64              # posts per queue a producer may have unacknowledged: below the
+                         # kernel's queue of a connected SEQPACKET socket (the listen backlog,
+                         # 128), so a post within credit never finds the link full
 BATCH = 256              # messages a receiver asks for at once
 BATCH_BYTES = 256 * 1024  # ... and bytes in one batch packet (one message may be larger)
 PASS_PACKETS = 64        # packets of one process the broker serves per pass
 POST_WAIT = 10.0         # seconds a standalone post waits for room before "queue full"
+LINK_WAIT = 5.0          # seconds a send waits for a full link to the broker
 _U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
 
 
@@ -138,6 +141,10 @@ class MqrBroker(threading.Thread):
                 data = client.recv(BUS_BUFFER)
             except (BlockingIOError, InterruptedError):
                 return
+            except ConnectionResetError:
+                # the process closed with our grants unread: what it sent before is still
+                # queued here (its give-back posts), so read on to its EOF
+                continue
             except OSError:
                 data = b""
             if not data:
@@ -255,14 +262,24 @@ class MqrClient:
             self.sock = s
         return self.sock
 
-    def _send(self, packet: bytes) -> None:
-        try:
-            self._link().send(packet)
-        except BlockingIOError:
-            raise BusError("mqr broker is not keeping up: message not sent") from None
-        except OSError as e:
-            self._drop()
-            raise BusError(f"mqr broker unreachable: {e.strerror}") from None
+    def _send(self, packet: bytes, wait: float | None = None) -> None:
+        """Send one packet. A full link (the broker is behind by the kernel's queue) is
+        waited out for `wait` seconds (default: LINK_WAIT where blocking is allowed, none
+        in an IO worker), then BusError."""
+        sock = self._link()
+        deadline = time.monotonic() + (wait if wait is not None else LINK_WAIT if self.blocking else 0.0)
+        while True:
+            try:
+                sock.send(packet)
+                return
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BusError("mqr broker is not keeping up: message not sent") from None
+                select.select([], [sock], [], left)
+            except OSError as e:
+                self._drop()
+                raise BusError(f"mqr broker unreachable: {e.strerror}") from None
 
     @staticmethod
     def _name(name: str) -> bytes:
@@ -377,7 +394,7 @@ class MqrClient:
         for raw, box in self.inbox.items():
             while box:
                 try:
-                    self._send(frame(POST, raw, box[0]))
+                    self._send(frame(POST, raw, box[0]), wait=LINK_WAIT)
                 except BusError:
                     return
                 box.popleft()
@@ -386,7 +403,10 @@ class MqrClient:
         """Give back what the inboxes hold, then drop the link."""
         if self.sock is not None:
             try:
+                self._take_packets(0.0)   # what came meanwhile: grants, or messages to give back
                 self._give_back()
+            except BusError:
+                pass                      # the broker is gone: nothing to give back to
             finally:
                 self._drop()
 
