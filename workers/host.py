@@ -33,6 +33,7 @@ from .connection import Connection
 from .faults import faulty_reply
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
+BIG_MESSAGE = 65536     # messages above this ask the service's state for room first
 
 
 @dataclass(slots=True)
@@ -191,7 +192,7 @@ class ServiceHost:
         slot = self.loop.slot
         proto = conn.proto
         out = proto.out
-        settle, raised = self._settle, self._raised
+        settle, raised, too_big = self._settle, self._raised, self._too_big
 
         if route.config.protocol != "lapps":
             on_message = instance.on_message
@@ -200,6 +201,8 @@ class ServiceHost:
 
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
+                if len(payload) > BIG_MESSAGE and not instance.make_room(len(payload)):
+                    return too_big(conn, len(payload))
                 # what is queued already, for the replies Lua may keep back; -1 where a
                 # frame's size is not known before it is made
                 used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
@@ -222,6 +225,8 @@ class ServiceHost:
 
         def dispatch_lapps(opcode: int, payload: bytes) -> None:
             slot.messages_in += 1
+            if len(payload) > BIG_MESSAGE and not instance.make_room(len(payload)):
+                return too_big(conn, len(payload))
             if opcode != _BINARY:
                 return refuse(LappsError(INVALID_REQUEST, "LAppS messages are binary CBOR, not text"))
             try:
@@ -236,6 +241,14 @@ class ServiceHost:
             if ok is not True:
                 settle(conn, ok)
         return dispatch_lapps
+
+    def _too_big(self, conn: Connection, nbytes: int) -> None:
+        """A message the service's Lua state has no room for, even after a collection."""
+        svc = conn.service.config
+        self.loop.repeats.warning(("too big", svc.name), "service %s: a message of %d bytes does not fit "
+                                  "in its Lua heap (max_memory %d): closed with 1009",
+                                  svc.name, nbytes, svc.max_memory)
+        self.loop.close_connection(conn, CloseCode.MESSAGE_TOO_BIG, "message too big for the service")
 
     def _settle(self, conn: Connection, ok: Any) -> None:
         """onMessage's result other than a bare true: frame the kept replies, then `ok`
