@@ -94,6 +94,11 @@ def _migrate(argv: list[str]) -> int:
     return migrate_main(argv)
 
 
+def _deploy(argv: list[str]) -> int:
+    from .commands.deploy import deploy_main
+    return deploy_main(argv)
+
+
 # name -> (entry, one line for `lapps --help`)
 SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "serve": (serve_main, "run the server (the default when no subcommand is given)"),
@@ -101,6 +106,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "print-config": (print_config_main, "print the merged configuration as TOML"),
     "status": (_status, "per-worker counters of a running server, from its admin endpoint"),
     "migrate-config": (_migrate, "write a lapps.toml from the original LAppS's ws.json and lapps.json"),
+    "deploy": (_deploy, "deploy a service archive into a running server (hot deploy)"),
     "version": (version_main, "print the version"),
 }
 
@@ -115,7 +121,8 @@ def usage() -> str:
             "Without a subcommand, the options are serve's (`lapps --workers 2` serves).\n"
             "`lapps SUBCOMMAND --help` says what each does, with its options and an example.\n\n"
             "examples:\n  lapps --config etc/lapps.toml\n  lapps check-config --config etc/lapps.toml\n"
-            "  lapps migrate-config ws.json lapps.json -o lapps.toml\n  lapps status\n")
+            "  lapps migrate-config ws.json lapps.json -o lapps.toml\n  lapps status\n"
+            "  lapps deploy chat.tar.gz\n")
 
 
 def main(argv: list[str] | None = None) -> int:

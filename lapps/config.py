@@ -79,6 +79,7 @@ class ServerConfig:
     endpoints: tuple[EndpointConfig, ...] = ()
     access_log: bool = False
     static_dir: str = ""   # "" = off; else plain GET/HEAD on the WebSocket port serve files from it
+    deploy_dir: str = ""   # "" = off; else service archives dropped here are deployed (hot deploy)
     lua_path: tuple[str, ...] = ()
     log_repeat_interval: float = 10.0
 
@@ -252,7 +253,7 @@ _ip = _rule("an IPv4 or IPv6 address", lambda v: _parses(ipaddress.ip_address, v
 _cidr = _rule("an IP address or CIDR block",
               lambda v: _parses(lambda x: ipaddress.ip_network(x, strict=False), v))
 _path = _rule("a non-empty path of printable characters", lambda v: _text(v) and v != "")
-_static_dir = _rule('"" (off) or an existing folder',
+_optional_dir = _rule('"" (off) or an existing folder',
                     lambda v: _text(v) and (v == "" or os.path.isdir(v)))
 _directory = _rule("an existing directory", lambda v: _text(v) and v != "" and os.path.isdir(v))
 _token = _rule("an HTTP token (letters, digits, !#$%&'*+.^_`|~-)",
@@ -364,7 +365,8 @@ _SERVER = _Section(ServerConfig, {
     "acl": _ACL,
     "endpoints": _Field([], _endpoints),
     "access_log": _Field(False, _boolean),   # one log line per upgrade attempt
-    "static_dir": _Field("", _static_dir, path=True),   # files for plain GETs (the demo page); "" = off
+    "static_dir": _Field("", _optional_dir, path=True),   # files for plain GETs (the demo page); "" = off
+    "deploy_dir": _Field("", _optional_dir, path=True),   # hot deploy: archives dropped here; "" = off
     "lua_path": _Field([], _list(_directory, "a list of directories"), path=True),  # for require
     "log_repeat_interval": _Field(10, _number(positive=True)),   # lapps.logs.RepeatLimiter
 })
@@ -632,10 +634,35 @@ def load_config(path: str | None = None, overrides: Mapping[str, object] | None 
         tree = _merge(tree, layer)
     services_table = tree.pop("services")
     config = _build(_ROOT, tree, "", services={}, source=path)
+    if config.server.deploy_dir and isinstance(services_table, dict):
+        # deployed services (lapps/deploy.py); a table of the same name in the file wins
+        deployed = deployed_services(config.server.services_dir)
+        services_table = {**services_table, **{n: t for n, t in deployed.items() if n not in services_table}}
     services = _build_services(services_table, config.server.services_dir, config.server.lua_path)
     config = dataclasses.replace(config, services=services)
     _check_server(config)
     return config
+
+
+def deployed_services(services_dir: str) -> dict[str, Any]:
+    """The `[services.NAME]` tables of the deployed services: each `<services_dir>/NAME/
+    service.toml` (written by lapps/deploy.py), its relative paths relative to that folder."""
+    found: dict[str, Any] = {}
+    try:
+        names = sorted(os.listdir(services_dir))
+    except OSError:
+        return found
+    for name in names:
+        path = os.path.join(services_dir, name, "service.toml")
+        if not os.path.isfile(path):
+            continue
+        tree = _read(path)
+        table = tree.get("services", {}).get(name) if isinstance(tree.get("services"), dict) else None
+        if not isinstance(table, dict) or set(tree) != {"services"} or set(tree["services"]) != {name}:
+            raise ConfigError(f"{path}: expected only a [services.{name}] table")
+        _resolve_paths(_SERVICE, table, os.path.dirname(path))
+        found[name] = table
+    return found
 
 
 def default_config_path() -> str | None:

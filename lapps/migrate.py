@@ -124,7 +124,8 @@ class _Migrator:
                             + {"app_conf_dir": "this file is the whole configuration",
                                "tmp": "this server keeps no temporary files",
                                "workdir": "paths here are relative to this file's folder",
-                               "deploy": "no deploy directory in this configuration (not supported here)"}[key])
+                               "deploy": "set [server] deploy_dir to a folder for hot deploy "
+                                         "(lapps deploy; tar.gz archives, not the original's .lar)"}[key])
         if "lapps_config_auto_save" in ws:
             server.note(f"dropped: {w} lapps_config_auto_save = {_shown(ws['lapps_config_auto_save'])}: "
                         "this server never writes its configuration")
@@ -317,5 +318,18 @@ def migrate(ws: Any, lapps: Any, descriptors: Mapping[str, Any] | None = None, *
                     "#", f"# [{table.name}]", *(f"# {line}" for line in table.lines)]
         elif table.lines:
             out += ["", f"[{table.name}]", *table.lines]
+    return Migration("\n".join(out) + "\n", m.warnings)
+
+
+def service_toml(name: str, descriptor: Any, configured: set[str] | frozenset[str] = frozenset()) -> Migration:
+    """The `[services.NAME]` table of a deployed service, from its `<name>.json` descriptor
+    alone (lapps/deploy.py writes it as the service folder's service.toml), by the rules
+    `migrate` uses for lapps.json entries. `configured`: the services the server has, for
+    `depends`."""
+    m = _Migrator("ws.json", f"{name}.json")
+    table = m.service(name, _object(descriptor, f"{name}.json"), None, True, set(configured) | {name})
+    out = [f"# [services.{name}] written by `lapps deploy` from {name}/{name}.json (LAppS {__version__}).",
+           "# Keys of the descriptor that are dropped or changed carry a comment saying why.",
+           "", f"[{table.name}]", *table.lines]
     return Migration("\n".join(out) + "\n", m.warnings)
 

@@ -76,12 +76,14 @@ def write_config(root: Path, services: dict[str, dict[str, Any]], lua: dict[str,
     `copy` maps a service name to a folder copied as it is (e.g. one of the original's)."""
     services_dir = root / "services"
     services_dir.mkdir(parents=True)
-    shutil.copytree(ECHO_SERVICE, services_dir / "echo")
-    for name, folder in (copy or {}).items():
-        shutil.copytree(folder, services_dir / name)
+    copy = copy or {}
+    shutil.copytree(copy.get("echo", ECHO_SERVICE), services_dir / "echo")   # a copied echo replaces ours
+    for name, folder in copy.items():
+        if name != "echo":
+            shutil.copytree(folder, services_dir / name)
     for name in services:   # a shipped example service named in `services` comes along
         shipped = ECHO_SERVICE.parent / name
-        if name not in lua and name not in (copy or {}) and name != "echo" and shipped.is_dir():
+        if name not in lua and name not in copy and name != "echo" and shipped.is_dir():
             shutil.copytree(shipped, services_dir / name)
     for name, source in lua.items():
         (services_dir / name).mkdir()

@@ -17,11 +17,13 @@ from conftest import REPO, free_port, held_connections, run_cli, wait_for
 from lapps import __version__
 from lapps.cli import SUBCOMMANDS, build_parser, version_parser
 from lapps.commands.config import check_parser, print_parser
+from lapps.commands.deploy import build_parser as deploy_parser
 from lapps.commands.migrate import build_parser as migrate_parser
 from lapps.commands.status import build_parser as status_parser
 
 PARSERS = {"serve": build_parser, "check-config": check_parser, "print-config": print_parser,
-           "status": status_parser, "migrate-config": migrate_parser, "version": version_parser}
+           "status": status_parser, "migrate-config": migrate_parser, "deploy": deploy_parser,
+           "version": version_parser}
 COMPLETION = REPO / "packaging" / "lapps.bash-completion"
 
 

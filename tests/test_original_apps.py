@@ -76,3 +76,13 @@ def test_original_echo_lapps_refuses_a_wrong_password_and_a_stolen_key(original)
         with pytest.raises(LappsRequestError) as refused:
             client.request("login", [{"user": "admin", "password": "wrong"}], timeout=5)
         assert (refused.value.code, refused.value.message) == (10, "Authentication error")
+
+
+def test_original_raw_echo(lapps_server):
+    server = lapps_server(copy={"echo": EXAMPLES / "echo"})     # the original's echo.lua at /echo
+    with connect(f"ws://127.0.0.1:{server.port}/echo") as client:
+        client.send_text("hello")
+        assert client.recv(timeout=5) == (1, b"hello")
+        client.send_binary(bytes(range(256)))
+        assert client.recv(timeout=5) == (2, bytes(range(256)))
+    server.wait_log(r"\[echo\] echo::onStart")

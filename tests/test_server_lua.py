@@ -235,3 +235,33 @@ def test_pure_lua_modules_load_from_lua_path(lapps_server, tmp_path):
                           settings={"server": {"lua_path": [str(rocks)]}})
     with connect(server.port, "/user") as c:
         assert echo(c, "which?") == b"a.b pkg/init.lua"
+
+
+def test_a_message_the_lua_heap_has_no_room_for_closes_1009_and_spares_the_worker(lapps_server):
+    """lupa pushes a message outside any protected call, where running past max_memory would
+    abort the whole worker (a Lua PANIC): such a message is refused before it reaches Lua."""
+    server = lapps_server({"small": {"max_memory": 3 * 1024 * 1024, "request_target": "/small"}},
+                          lua={"small": SMALL_ECHO})
+    pid = server.worker_pids()
+    bystander = connect(server.port, "/echo")
+    with connect(server.port, "/small") as c:
+        c.send_frame(Opcode.BINARY, b"x" * 100_000)
+        assert c.recv_frame(timeout=5).payload == b"x" * 100_000    # fits: echoed
+        c.send_frame(Opcode.BINARY, b"y" * (2 * 1024 * 1024))
+        frame = c.recv_frame(timeout=5)
+        assert frame.opcode == Opcode.CLOSE and int.from_bytes(frame.payload[:2], "big") == 1009
+    bystander.send_text("still here")
+    assert bystander.recv_frame(timeout=5).payload == b"still here"
+    bystander.close()
+    assert server.worker_pids() == pid
+    server.wait_log(r"service small: a message of 2097152 bytes does not fit in its Lua heap")
+
+
+SMALL_ECHO = """
+local s = {}
+function s.onStart() end
+function s.onShutdown() end
+function s.onDisconnect(h) end
+function s.onMessage(h, op, m) return ws:send(h, op, m) end
+return s
+"""

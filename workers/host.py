@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lapps.config import Config, ServiceConfig
+from lapps.config import Config, ConfigError, ServiceConfig, load_config
 from lapps.ipc.bus import Broadcast, BusError, worker_node
 from lapps.ipc.mqr import MqrClient
 from lapps.startup import reactive_order
@@ -23,7 +23,7 @@ from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, e
                                   encode_answer, error_response, validate_outgoing)
 from lapps.logs import RepeatLimiter
 from lapps.lua.runtime import LuaError, describe_lua_error
-from lapps.lua.service import Bcast, Mqr, ReactiveService
+from lapps.lua.service import Bcast, Mqr, ReactiveService, ServiceBootError
 from lapps.master.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
 from lapps.ws.frames import frame_header, frame_into
@@ -33,6 +33,7 @@ from .connection import Connection
 from .faults import faulty_reply
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
+BIG_MESSAGE = 65536     # messages above this ask the service's state for room first
 
 
 @dataclass(slots=True)
@@ -43,6 +44,8 @@ class Route:
     instance: ReactiveService
     acl: Acl
     extra_headers: tuple[tuple[str, str], ...]
+    conns: int = 0           # connections it serves (they keep it after a deploy replaced it)
+    retired: bool = False    # replaced by a deploy: shut down once its last connection ends
 
 
 def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
@@ -104,16 +107,50 @@ class ServiceHost:
     def load(self) -> None:
         """One instance of every reactive service the server starts (lapps/startup.py), in
         dependency order; raises ServiceBootError on failure."""
+        for name in reactive_order(self.config):   # dependencies first; not started: 404
+            route = self._mount(self.config.services[name])
+            self.routes[route.config.request_target] = route
+
+    def _mount(self, svc: ServiceConfig) -> Route:
+        """A started instance of `svc` and its route; raises ServiceBootError."""
         bcast = Bcast(self.bcast_create, self.bcast_subscribe, self.bcast_unsubscribe, self.bcast_publish)
         mqr = Mqr(self.mqr.post, self.mqr.try_recv, None)
-        for name in reactive_order(self.config):   # dependencies first; not started: 404
-            svc = self.config.services[name]
-            instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
-                                       bcast=bcast, mqr=mqr, deferred=self.deferred,
-                                       max_outbound=self.max_outbound)
-            instance.start()
-            self.routes[svc.request_target] = Route(
-                svc, instance, Acl(svc.acl.policy, svc.acl.exclude), tuple(svc.extra_headers.items()))
+        instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
+                                   bcast=bcast, mqr=mqr, deferred=self.deferred,
+                                   max_outbound=self.max_outbound)
+        instance.start()
+        return Route(svc, instance, Acl(svc.acl.policy, svc.acl.exclude), tuple(svc.extra_headers.items()))
+
+    def redeploy(self, name: str, source: str | None) -> str | None:
+        """Service `name` was deployed (lapps/deploy.py): serve the version the config file
+        `source` now says from here on. New connections get the new instance; those already
+        open keep the old one, which shuts down when the last of them ends. Returns why it
+        could not (the running version then stays), or None."""
+        try:
+            config = load_config(source)
+        except ConfigError as e:
+            return f"config: {e}"
+        old = next((r for r in self.routes.values() if r.config.name == name), None)
+        svc = config.services.get(name)
+        new = None
+        if svc is not None and not svc.standalone and name in reactive_order(config):
+            try:
+                new = self._mount(svc)
+            except ServiceBootError as e:
+                return str(e)
+        if old is not None:
+            del self.routes[old.config.request_target]
+            self._retire(old)
+        if new is not None:
+            self.routes[svc.request_target] = new
+        self.config = config
+        self.log.info("deploy: service %s %s", name, "now served" if new else "no longer served")
+        return None
+
+    def _retire(self, route: Route) -> None:
+        route.retired = True
+        if not route.conns:
+            route.instance.shutdown()
 
     def shutdown(self) -> None:
         for route in self.routes.values():
@@ -155,7 +192,7 @@ class ServiceHost:
         slot = self.loop.slot
         proto = conn.proto
         out = proto.out
-        settle, raised = self._settle, self._raised
+        settle, raised, too_big = self._settle, self._raised, self._too_big
 
         if route.config.protocol != "lapps":
             on_message = instance.on_message
@@ -164,6 +201,8 @@ class ServiceHost:
 
             def dispatch(opcode: int, payload: bytes) -> None:
                 slot.messages_in += 1
+                if len(payload) > BIG_MESSAGE and not instance.make_room(len(payload)):
+                    return too_big(conn, len(payload))
                 # what is queued already, for the replies Lua may keep back; -1 where a
                 # frame's size is not known before it is made
                 used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
@@ -186,6 +225,8 @@ class ServiceHost:
 
         def dispatch_lapps(opcode: int, payload: bytes) -> None:
             slot.messages_in += 1
+            if len(payload) > BIG_MESSAGE and not instance.make_room(len(payload)):
+                return too_big(conn, len(payload))
             if opcode != _BINARY:
                 return refuse(LappsError(INVALID_REQUEST, "LAppS messages are binary CBOR, not text"))
             try:
@@ -200,6 +241,14 @@ class ServiceHost:
             if ok is not True:
                 settle(conn, ok)
         return dispatch_lapps
+
+    def _too_big(self, conn: Connection, nbytes: int) -> None:
+        """A message the service's Lua state has no room for, even after a collection."""
+        svc = conn.service.config
+        self.loop.repeats.warning(("too big", svc.name), "service %s: a message of %d bytes does not fit "
+                                  "in its Lua heap (max_memory %d): closed with 1009",
+                                  svc.name, nbytes, svc.max_memory)
+        self.loop.close_connection(conn, CloseCode.MESSAGE_TOO_BIG, "message too big for the service")
 
     def _settle(self, conn: Connection, ok: Any) -> None:
         """onMessage's result other than a bare true: frame the kept replies, then `ok`
@@ -256,7 +305,11 @@ class ServiceHost:
                 if subs is not None:
                     subs.discard(conn.handler)
             conn.channels = None
-        conn.service.instance.disconnect(conn.handler)
+        route = conn.service
+        route.instance.disconnect(conn.handler)
+        route.conns -= 1
+        if route.retired and not route.conns:
+            route.instance.shutdown()
 
     # ------------------------------------------------------------------ ws
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from lapps import SERVER_HEADER
 from lapps.config import Config
-from lapps.ipc.channel import receive_sockets, report_closed
+from lapps.ipc.channel import receive_sockets, report_closed, report_deploy
 from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
 from lapps.logs import RepeatLimiter
 from lapps.tls import needs_tls, server_context
@@ -277,7 +277,7 @@ class IOWorker(Stopping):
         """Receive sockets the master passed over the channel (SCM_RIGHTS)."""
         while True:
             try:
-                socks, master_gone = receive_sockets(self.channel)
+                socks, master_gone, deployed = receive_sockets(self.channel)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -286,6 +286,8 @@ class IOWorker(Stopping):
             if master_gone:
                 self.log.warning("the master is gone; stopping")
                 return self._begin_stop()
+            if deployed is not None:
+                self._deployed(deployed)
             for sock, tls, peer in socks:
                 self.slot.taken += 1
                 if self.stopping:
@@ -293,6 +295,14 @@ class IOWorker(Stopping):
                     self._ended(peer)
                 else:
                     self._adopt(sock, tls, peer)
+
+    def _deployed(self, name: str) -> None:
+        """The master installed service `name` anew: serve it (host.redeploy), report back."""
+        if not self.stopping:
+            try:
+                report_deploy(self.channel, name, self.host.redeploy(name, self.config.source))
+            except OSError as e:
+                self.log.error("cannot report the deploy of %s to the master: %s", name, e)
 
     def _adopt(self, sock: socket.socket, tls: bool, peer: str) -> None:
         sock.setblocking(False)
@@ -366,6 +376,7 @@ class IOWorker(Stopping):
         self.handler_seq += 1
         conn.handler = self.handler_base | self.handler_seq
         conn.service = route
+        route.conns += 1
         conn.opened = True
         self.slot.upgraded(svc.name)
         self.by_handler[conn.handler] = conn

@@ -194,6 +194,9 @@ return mqr
 """
 
 
+_HEADROOM = 1 << 20   # bytes of Lua heap a call needs beside its message (make_room)
+
+
 class ServiceBootError(Exception):
     """A service that cannot start: the message names the service and its file:line."""
 
@@ -278,6 +281,20 @@ class ServiceInstance:
         if missing:
             raise ServiceBootError(f"service {svc.name}: {svc.script} lacks function(s) {', '.join(missing)}")
         return module
+
+    def make_room(self, nbytes: int) -> bool:
+        """Whether a message of `nbytes` (and a reply as large) fits under the state's memory
+        cap, after a full collection if need be. lupa pushes a message onto the Lua stack
+        outside any protected call, where an allocation past the cap is not a Lua error but
+        a PANIC that aborts the worker: the host asks this first for every big message."""
+        cap = self.lua.get_max_memory()
+        if not cap:
+            return True
+        need = 2 * nbytes + _HEADROOM
+        if self.lua.get_memory_used() + need <= cap:
+            return True
+        self._collect()
+        return self.lua.get_memory_used() + need <= cap
 
     def recover(self, error: BaseException) -> None:
         """After a Lua error: a state that hit its memory cap gets its garbage collected

@@ -21,12 +21,13 @@ import prctl
 from ..admin import AdminServer, start_admin
 from ..config import Config, ConfigError
 from ..logs import reopen_logs
-from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_closed
+from ..ipc.channel import EXIT_BOOT_FAILURE, make_channel, read_report, send_deploy
 from ..ipc.mqr import MqrBroker
 from ..ipc.slots import SlotBlock, WorkerState
 from ..startup import standalone_order
 from ..ws.codec import DESCRIPTION as CODEC
 from .acl import Acl
+from .deployer import Deployer, DeployHooks
 from .listeners import Dispatcher, bind_listener, start_listeners
 from .sdnotify import sd_notify
 
@@ -119,6 +120,11 @@ class Arbiter:
         self.stopping = False
         self.stop_deadline = 0.0
         self.exit_status = 0
+        self.deployer: Deployer | None = None
+        if config.server.deploy_dir and reload_config is not None:
+            self.deployer = Deployer(config.server.deploy_dir, DeployHooks(
+                lambda: self.config, reload_config, self._apply_deploy, self._serving_workers,
+                self._tell_deployed))
 
     def _channel(self, index: int) -> socket.socket | None:
         for w in self.workers:
@@ -286,6 +292,8 @@ class Arbiter:
                 continue
             self._check_heartbeats(now)
             self._check_generation()
+            if self.deployer is not None and not self.reloading:
+                self.deployer.tick(now)
             for w in self.workers:
                 if w.pid == 0 and w.respawn_at and now >= w.respawn_at:
                     self._spawn(w)
@@ -297,14 +305,19 @@ class Arbiter:
         """A worker reported ended connections (the per-address counts of the listeners)."""
         while True:
             try:
-                peers = read_closed(channel)
+                report = read_report(channel)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return   # the worker is gone; its slot is reset when it is reaped
-            if peers is None:
+            if report is None:
                 return
-            self.dispatcher.closed(index, peers)
+            kind, value = report
+            if kind == "closed":
+                self.dispatcher.closed(index, value)   # type: ignore[arg-type]
+            elif self.deployer is not None:
+                name, error = value                    # type: ignore[misc]
+                self.deployer.report(index, name, error)
 
     def _handle_signal(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -401,6 +414,31 @@ class Arbiter:
         for sp in self.services:
             if not sp.retired:
                 self._spawn_service(sp)
+
+    # ------------------------------------------------------------------ hot deploy
+    def _apply_deploy(self, new: Config, name: str) -> None:
+        """Run with `new` from now on (respawned workers fork with it); a standalone `name`
+        gets its instances restarted with the new code."""
+        self.config = new
+        self.dispatcher.config = new
+        for sp in self.services:
+            if sp.name == name and not sp.retired:
+                sp.retired = True
+                if sp.pid:
+                    self._signal(sp, signal.SIGTERM)
+        if name in standalone_order(new):
+            fresh = [ServiceProc(name, i) for i in range(new.services[name].instances)]
+            self.services += fresh
+            for sp in fresh:
+                self._spawn_service(sp)
+
+    def _serving_workers(self) -> list[tuple[int, int]]:
+        return [(w.index, w.pid) for w in self.workers
+                if w.pid and w.channel is not None and not w.draining]
+
+    def _tell_deployed(self, index: int, name: str) -> bool:
+        channel = self._channel(index)
+        return channel is not None and send_deploy(channel, name)
 
     def _abort_reload(self, why: str) -> None:
         """The new generation cannot boot: drop it and go on with the old one."""
