@@ -43,9 +43,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_lapps import (MP, READ, WRITE, BlockingClient, ClientPool, Server, log,  # noqa: E402
-                         recv_or_fail, split)
+from bench_lapps import MP, READ, WRITE, ClientPool, log, recv_or_fail, split, start_server  # noqa: E402
 from harness import HOST, percentile, raise_nofile, save_results  # noqa: E402
+from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 
 TEXT = 1
@@ -189,18 +189,24 @@ def setup_main(port: int, seconds: float, in_flight: int, start_at: float, pipe:
     pipe.send((lat[:in_window], errors, sum(os.times()[:2]) - cpu0))
 
 
+def warm_up(port: int, setups: int) -> None:
+    """Setups that are not counted: one echo each, so Lua states and imports are warm."""
+    for _ in range(setups):
+        with ws_connect(f"ws://{HOST}:{port}/echo") as c:
+            c.send_text("warm")
+            c.recv()
+
+
 def run_setup(root: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     log(f"== setup rate: {workers} worker(s), {args.client_procs} client processes x {args.in_flight} in flight, "
         f"{args.seconds:g} s")
-    server = Server(root, workers)
+    server = start_server(root, workers)
     res: dict[str, Any] = {"workers": workers}
     children = []
     try:
         server.wait_ready()
         # warm-up: a few setups (Lua states, imports), not counted
-        for _ in range(20):
-            with BlockingClient(server.port, "/echo") as c:
-                c.echo_text(b"warm")
+        warm_up(server.port, 20)
         pipes = []
         start_at = time.time() + 0.3
         for _ in range(args.client_procs):
@@ -281,14 +287,12 @@ def connections_of(pid: int) -> int:
 def run_idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     n, k, w = args.idle, args.idle_procs, args.idle_workers
     log(f"== idle memory: {n} connections from {k} client processes, {w} workers")
-    server = Server(root, w)
+    server = start_server(root, w)
     res: dict[str, Any] = {"connections": n, "client_procs": k, "workers": w}
     children, pipes = [], []
     try:
         server.wait_ready()
-        for _ in range(50):   # warm-up: upgrade paths, Lua, buffers touched once
-            with BlockingClient(server.port, "/echo") as c:
-                c.echo_text(b"warm")
+        warm_up(server.port, 50)   # upgrade paths, Lua, buffers touched once
         time.sleep(1.0)
         master, workers = server.pid, server.worker_pids()
         before = memory([master, *workers])

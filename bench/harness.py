@@ -80,6 +80,18 @@ def percentile(sorted_values: Any, q: float) -> float:
     return sorted_values[min(n - 1, max(0, math.ceil(q * n) - 1))]
 
 
+def tree_cpu(procs: Sequence[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes so far (one that is gone counts 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -133,6 +145,13 @@ def echo_probe(port: int, path: str = "/echo", timeout: float = 2.0) -> bool:
 def serving_workers(log_text: str) -> int:
     """How many distinct workers logged their ready line (a respawned one counts once)."""
     return len(set(SERVING.findall(log_text)))
+
+
+def warning_lines(log_text: str) -> list[str]:
+    """A LAppS log's WARNING, ERROR and CRITICAL lines and the first lines of tracebacks
+    (what a benchmark reports; its INFO lines are normal)."""
+    return [line for line in log_text.splitlines()
+            if any(w in line for w in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback"))]
 
 
 def services_folder(folder: Path, copy: Mapping[str, Path] | None = None, lua: Mapping[str, str] | None = None,
@@ -240,11 +259,29 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         stop_s = time.monotonic() - start
+        left = self.group_left()
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass   # the group is empty: nothing outlived the master
-        return {"stop_s": round(stop_s, 2), "sigkill": killed, "exit_code": self.proc.returncode}
+        return {"stop_s": round(stop_s, 2), "sigkill": killed, "exit_code": self.proc.returncode,
+                "outlived_master": left}
+
+    def group_left(self) -> list[int]:
+        """Live processes of the server's process group other than the master (after it
+        exited: what outlived it). Cheap when the group is empty, the usual case."""
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        left = []
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if p.pid != self.pid and os.getpgid(p.pid) == self.pid and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p.pid)
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return left
 
 
 class LappsServer(ServerProcess):
@@ -273,5 +310,4 @@ class LappsServer(ServerProcess):
 
     def log_problems(self) -> list[str]:
         """The log's WARNING, ERROR and CRITICAL lines and tracebacks."""
-        return [line for line in self.log().splitlines()
-                if any(w in line for w in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback"))]
+        return warning_lines(self.log())
