@@ -45,13 +45,11 @@ import multiprocessing as mp
 import os
 import platform
 import selectors
-import shutil
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from array import array
@@ -65,8 +63,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import (HOST, LappsServer, free_port, log, percentile, raise_nofile, save_results,  # noqa: E402
-                     services_folder, tree_cpu)
+from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
+                     reap, save_results, scratch, services_folder, tree_cpu)
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
@@ -834,11 +832,7 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
         window = time.monotonic() - w0
         results = [recv_or_fail(pipe, 30, "results")[1] for pipe in pipes]
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
     count = sum(r["count"] for r in results)
     bad = sum(r["bad"] for r in results)
     failed = sum(r["failed"] for r in results)
@@ -1015,11 +1009,7 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         for pipe in pipes:
             recv_or_fail(pipe, 30, "closing")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         result["server_stop"] = server.stop()
     result["rounds"] = rounds
     result["all_reached"] = all(r["reached"] == s for r in rounds)
@@ -1143,27 +1133,15 @@ def main(argv: list[str] | None = None) -> int:
         "message_bytes": MSG_SIZE, "subscribers": args.subscribers, "sub_procs": args.sub_procs,
         "fanout_workers": args.fanout_workers, "fanout_rounds": args.fanout_rounds,
     }
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS bench: {cpus} cores (client and server processes share them), load average "
         f"{meta['load_avg_before'][0]:.2f}, ulimit -n {soft}{' [quick]' if q else ''}")
     echo = fan = None
-    root = Path(tempfile.mkdtemp(prefix="lapps-bench-"))
-    ok = False
-    try:
+    with scratch("lapps-bench-") as root:
         if not args.skip_echo:
             echo = run_echo(root, args)
         if not args.skip_fanout:
             fan = run_fanout(root, args)
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"server logs kept in {root}", file=sys.stderr)
     report = table(meta, echo, fan)
     print()
     print(report)

@@ -28,11 +28,8 @@ import math
 import os
 import platform
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_lapps import MP, READ, WRITE, ClientPool, log, recv_or_fail, split, start_server  # noqa: E402
-from harness import HOST, percentile, raise_nofile, save_results  # noqa: E402
+from harness import HOST, git_commit, percentile, raise_nofile, reap, save_results, scratch  # noqa: E402
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 
@@ -242,11 +239,7 @@ def run_setup(root: Path, workers: int, args: argparse.Namespace) -> dict[str, A
             f"server {res['server_cpu_cores']:.2f} cores, clients {res['client_cpu_cores']:.2f} cores  "
             f"errors {errors or 0}")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         res["server_stop"] = server.stop()
     return res
 
@@ -340,11 +333,7 @@ def run_idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         res.update(closed_cleanly=clean, lost_while_idle=lost)
         log(f"  closed cleanly (1000 both ways): {clean} of {ready}; dropped while idle: {lost}")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         res["server_stop"] = server.stop()
     return res
 
@@ -406,28 +395,16 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_before": os.getloadavg(), "nofile": [soft, hard], "quick": args.quick,
             "seconds": args.seconds, "client_procs": args.client_procs, "in_flight": args.in_flight,
             "idle": args.idle, "idle_procs": args.idle_procs, "idle_workers": args.idle_workers}
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS setup bench: {cpus} cores, load average {meta['load_avg_before'][0]:.2f}, ulimit -n {soft}")
-    root = Path(tempfile.mkdtemp(prefix="lapps-setup-"))
     setup: list[dict[str, Any]] = []
     idle = None
-    ok = False
-    try:
+    with scratch("lapps-setup-") as root:
         if not args.skip_setup:
             for w in args.workers:
                 setup.append(run_setup(root, w, args))
         if not args.skip_idle:
             idle = run_idle(root, args)
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"server logs kept in {root}", file=sys.stderr)
     report = table(meta, setup, idle)
     print()
     print(report)

@@ -28,8 +28,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,42 @@ def tree_cpu(procs: Sequence[psutil.Process]) -> float:
         except psutil.Error:
             continue
     return total
+
+
+def git_commit(tree: Path = REPO) -> str | None:
+    """The short commit of `tree`'s HEAD, for the results (None outside a git checkout)."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+                              text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder for configs and server logs: removed when the block succeeds,
+    kept (and its path printed) when it raises, since the logs are then the diagnosis."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    except BaseException:
+        print(f"server logs kept in {root}", file=sys.stderr)
+        raise
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def reap(children: Sequence[Any], timeout: float = 10.0) -> list[Any]:
+    """Join client processes (multiprocessing), killing those still running after
+    `timeout` seconds each; the ones that had to be killed."""
+    killed = []
+    for p in children:
+        p.join(timeout)
+        if p.is_alive():
+            killed.append(p)
+            p.kill()
+            p.join()
+    return killed
 
 
 _PR_SET_PDEATHSIG = 1

@@ -69,7 +69,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from harness import (HOST, ServerProcess, die_with_parent, echo_probe, free_port, lapps_argv, log,  # noqa: E402
+from harness import (HOST, ServerProcess, die_with_parent, echo_probe, free_port, git_commit, lapps_argv, log,  # noqa: E402
                      raise_nofile, serving_workers, services_folder, spawn, tree_cpu, warning_lines)
 
 LAPPS_PY = REPO / ".venv" / "bin" / "python"
@@ -676,9 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         "quiet_threshold": args.quiet_threshold, "quiet_limit": args.quiet_limit, "versions": versions(),
         "servers": [s.key for s in specs],
     }
+    meta["commit"] = git_commit()
     try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
         meta["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
                                             capture_output=True, text=True, timeout=5).stdout.strip())
     except (OSError, subprocess.SubprocessError):

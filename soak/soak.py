@@ -59,7 +59,6 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -76,8 +75,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import (HOST, LappsServer, free_port, log, percentile, raise_nofile, save_results,  # noqa: E402
-                     services_folder)
+from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
+                     reap, save_results, services_folder)
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
@@ -1428,11 +1427,7 @@ def main(argv: list[str] | None = None) -> int:
         "limits": {"max_outbound_buffer": MAX_OUTBOUND, "ping_interval": PING_INTERVAL,
                    "ping_timeout": PING_TIMEOUT, "handshake_timeout": HANDSHAKE_TIMEOUT},
     }
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS soak: {args.seconds:g} s, {args.clients} normal clients ({procs_n} processes), "
         f"{args.slow} slow readers, {args.garbage} garbage senders, {args.workers} workers, "
         f"{os.cpu_count()} cores, ulimit -n {soft}, seed {seed}{' [quick]' if q else ''}")
@@ -1524,12 +1519,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"mismatches {tot['mismatches']}  unexpected closes {tot['unexpected_closes']}  "
                     f"client sockets {tot['open']}  slow outcomes {tot['slow_outcomes']}  "
                     f"garbage attempts {tot['garbage_attempts']}  RSS MiB: {rss}")
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                log(f"  client process {p.name} still running: killed")
-                p.kill()
-                p.join()
+        for p in reap(children):
+            log(f"  client process {p.name} was still running: killed")
         if len(results) != len(specs):
             log(f"  WARNING: {len(specs) - len(results)} client process(es) sent no result")
         if "end" not in snaps:
