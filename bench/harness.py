@@ -10,8 +10,9 @@ every caller wants it (shipped services copied, test services written from Lua s
 
 Users: tests/conftest.py (the `lapps_server` fixtures), bench/bench_lapps.py,
 bench/bench_setup.py, bench/run_peers.py, bench/bench_mqr.py, bench/ab_trees.py,
-soak/soak.py, each with bench/ on sys.path. Standard library and psutil only: run_peers.py
-runs in the peers' own venv (bench/peers/requirements.txt), without the project's packages.
+soak/soak.py and fuzz/live.py, each with bench/ on sys.path. Standard library and psutil
+only: run_peers.py runs in the peers' own venv (bench/peers/requirements.txt), without the
+project's packages.
 """
 
 from __future__ import annotations
