@@ -64,7 +64,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
-                     reap, save_results, scratch, services_folder, tree_cpu)
+                     quick_defaults, reap, save_results, scratch, services_folder, tree_cpu)
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
@@ -606,7 +606,7 @@ def _lapps_echo_ok(payload: bytes) -> bool:
     return type(result) is list and len(result) == 1 and result[0] == LAPPS_PARAM
 
 
-def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any, certs: Path | None = None) -> None:
+def echo_client_main(port: int, path: str, mode: str, n: int, certs: Path | None, pipe: Any) -> None:
     """A client process: open `n` connections, then the closed loop the parent schedules.
     `mode` "wss" connects with TLS (`port` is then the TLS port), "deflate" negotiates
     permessage-deflate and sends DEFLATE_PAYLOAD compressed."""
@@ -782,6 +782,20 @@ def split(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
+def fork_clients(target: Callable[..., None], arg_lists: list[tuple]) -> tuple[list[Any], list[Any]]:
+    """One client process (fork, daemon) per argument tuple, each called with the child end of
+    a pipe after its arguments; (the parent ends, the processes)."""
+    pipes, children = [], []
+    for args in arg_lists:
+        mine, theirs = MP.Pipe()
+        p = MP.Process(target=target, args=(*args, theirs), daemon=True)
+        p.start()
+        theirs.close()
+        pipes.append(mine)
+        children.append(p)
+    return pipes, children
+
+
 def recv_or_fail(pipe: Any, timeout: float, what: str) -> Any:
     if not pipe.poll(timeout):
         raise RuntimeError(f"no answer from a client process within {timeout} s ({what})")
@@ -802,14 +816,8 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
                seconds: float, certs: Path | None = None) -> dict[str, Any]:
     path = ECHO_PATHS[mode]
     port = server.tls_port if mode == "wss" else server.port
-    pipes, children = [], []
-    for share in split(clients, procs):
-        mine, theirs = MP.Pipe()
-        p = MP.Process(target=echo_client_main, args=(port, path, mode, share, theirs, certs), daemon=True)
-        p.start()
-        theirs.close()
-        pipes.append(mine)
-        children.append(p)
+    pipes, children = fork_clients(echo_client_main, [(port, path, mode, share, certs)
+                                                      for share in split(clients, procs)])
     try:
         opened = 0
         for pipe in pipes:
@@ -941,13 +949,7 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         server.wait_ready()
         t_setup = time.monotonic()
-        for share in split(s, nprocs):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=fanout_subscriber_main, args=(server.port, share, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(fanout_subscriber_main, [(server.port, share) for share in split(s, nprocs)])
         subscribed = 0
         for pipe in pipes:
             _, ready, _setup, errors = recv_or_fail(pipe, 240, "subscribing")
@@ -1106,13 +1108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     args = ap.parse_args(argv)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.clients = pick(args.clients, 80, 20)
-    args.seconds = pick(args.seconds, 5.0, 2.0)
-    args.warmup = pick(args.warmup, 1.0, 0.5)
-    args.rounds = pick(args.rounds, 3, 1)
-    args.subscribers = pick(args.subscribers, 10000, 1000)
-    args.fanout_rounds = pick(args.fanout_rounds, 5, 1)
+    quick_defaults(args, clients=(80, 20), seconds=(5.0, 2.0), warmup=(1.0, 0.5), rounds=(3, 1),
+                   subscribers=(10000, 1000), fanout_rounds=(5, 1))
     if not args.sub_procs:
         args.sub_procs = max(2 if q else 4, math.ceil(args.subscribers / MAX_PER_PROCESS))
     if args.client_procs < 1 or args.clients < args.client_procs:

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_lapps import MP, READ, WRITE, ClientPool, log, recv_or_fail, split, start_server  # noqa: E402
+from bench_lapps import READ, WRITE, ClientPool, fork_clients, log, recv_or_fail, split, start_server  # noqa: E402
 from harness import HOST, git_commit, percentile, raise_nofile, reap, save_results, scratch  # noqa: E402
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
@@ -204,16 +204,9 @@ def run_setup(root: Path, workers: int, args: argparse.Namespace) -> dict[str, A
         server.wait_ready()
         # warm-up: a few setups (Lua states, imports), not counted
         warm_up(server.port, 20)
-        pipes = []
         start_at = time.time() + 0.3
-        for _ in range(args.client_procs):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=setup_main, args=(server.port, args.seconds, args.in_flight, start_at, theirs),
-                           daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(setup_main, [(server.port, args.seconds, args.in_flight, start_at)]
+                                       * args.client_procs)
         time.sleep(max(0.0, start_at - time.time()))
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         lat: list[float] = []
@@ -290,13 +283,7 @@ def run_idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         master, workers = server.pid, server.worker_pids()
         before = memory([master, *workers])
         t0 = time.monotonic()
-        for share in split(n, k):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=idle_main, args=(server.port, share, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(idle_main, [(server.port, share) for share in split(n, k)])
         ready, errors = 0, []
         for pipe in pipes:
             _, got, _setup, errs = recv_or_fail(pipe, 240, "opening idle connections")

@@ -95,6 +95,14 @@ def tree_cpu(procs: Sequence[psutil.Process]) -> float:
     return total
 
 
+def quick_defaults(args: Any, **defaults: tuple[Any, Any]) -> None:
+    """Each option of `args` (argparse) left unset (None) gets its default, given as
+    (full run, `--quick` run) by option name."""
+    for name, (full, quick) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
 def git_commit(tree: Path = REPO) -> str | None:
     """The short commit of `tree`'s HEAD, for the results (None outside a git checkout)."""
     try:

@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness import (HOST, ServerProcess, die_with_parent, echo_probe, free_port, git_commit, lapps_argv, log,  # noqa: E402
-                     raise_nofile, serving_workers, services_folder, spawn, tree_cpu, warning_lines)
+                     quick_defaults, raise_nofile, serving_workers, services_folder, spawn, tree_cpu, warning_lines)
 
 LAPPS_PY = REPO / ".venv" / "bin" / "python"
 CLIENT = REPO / "bench" / "client" / "lapps-bench-client"
@@ -630,11 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         return rewrite_from(args.from_json, args.output_dir)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.rounds = pick(args.rounds, 5, 1)
-    args.seconds = pick(args.seconds, 5.0, 3.0)
-    args.warmup = pick(args.warmup, 1.0, 0.5)
-    args.quiet_limit = pick(args.quiet_limit, 60.0, 10.0)
+    quick_defaults(args, rounds=(5, 1), seconds=(5.0, 3.0), warmup=(1.0, 0.5), quiet_limit=(60.0, 10.0))
     conns = [int(x) for x in args.connections.split(",") if x.strip()]
     if args.rounds < 1 or args.seconds <= 0 or not conns:
         ap.error("--rounds, --seconds and --connections must be positive")

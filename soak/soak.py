@@ -76,7 +76,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
-                     reap, save_results, services_folder)
+                     quick_defaults, reap, save_results, services_folder)
 from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
@@ -1400,13 +1400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (config, server log)")
     args = ap.parse_args(argv)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.seconds = pick(args.seconds, 120.0, 20.0)
-    args.clients = pick(args.clients, 2000, 200)
-    args.slow = pick(args.slow, 50, 10)
-    args.garbage = pick(args.garbage, 50, 10)
-    args.churn_every = pick(args.churn_every, 10.0, 4.0)
-    args.warmup = pick(args.warmup, 10.0, 4.0)
+    quick_defaults(args, seconds=(120.0, 20.0), clients=(2000, 200), slow=(50, 10), garbage=(50, 10),
+                   churn_every=(10.0, 4.0), warmup=(10.0, 4.0))
     if args.seconds < 8:
         ap.error("--seconds must be at least 8")
     args.warmup = min(args.warmup, args.seconds / 3)
