@@ -5,8 +5,9 @@
 
 For a change that must not cost the hot path (the fault barrier's `try`, say): each round
 starts one tree's server (`python -m lapps` run from that tree, one worker, `/echo`, pings
-off, `taskset -c 0`), runs the websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte
-text messages, closed loop) for `--seconds`, and stops the server; the order of the two trees
+off, `taskset -c 0`; bench/harness.py starts it and waits until it echoes), runs the
+websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte text messages, closed
+loop) for `--seconds`, and stops the server; the order of the two trees
 alternates from round to round so drift in the machine's load hits both alike. Two figures
 per round: round trips per second (wall clock), and round trips per CPU-second of the
 server's processes (psutil, over the client's run), which a busy neighbour on a shared
@@ -19,33 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import psutil
-
-from harness import HOST, free_port, log
+from harness import HOST, LappsServer, free_port, log, tree_cpu
 
 CLIENT = Path(__file__).resolve().parent / "client" / "lapps-bench-client"
-
-
-def tree_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process and its children."""
-    procs = [psutil.Process(pid)]
-    procs += procs[0].children(recursive=True)
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            continue
-    return total
 
 
 def one_round(tree: Path, seconds: float, connections: int, scratch: Path) -> tuple[float, float]:
@@ -55,37 +38,22 @@ def one_round(tree: Path, seconds: float, connections: int, scratch: Path) -> tu
     config.write_text(f'[server]\nip = "{HOST}"\nservices_dir = "{tree / "services"}"\n[admin]\nport = 0\n'
                       '[limits]\nping_interval = 0\n[services.echo]\n')
     env = {k: v for k, v in os.environ.items() if k != "LAPPS_NO_SPEEDUPS"}
-    with open(scratch / f"{tree.name or 'tree'}.log", "w") as out:
-        server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "lapps", "--config", str(config),
-                                   "--port", str(port), "--workers", "1", "--listeners", "1"], cwd=tree,
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    server = LappsServer.start(config, port, scratch / f"{tree.name or 'tree'}.log", 1, listeners=1,
+                               prefix=["taskset", "-c", "0"], cwd=tree, env=env, tied=True)
     try:
-        for _ in range(100):
-            probe = subprocess.run([sys.executable, "-c", f"import socket; socket.create_connection(('{HOST}', {port}), 0.2)"],
-                                   capture_output=True)
-            if probe.returncode == 0:
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-        cpu0 = tree_cpu(server.pid)
+        server.wait_ready()
+        procs = server.processes()
+        cpu0 = tree_cpu(procs)
         done = subprocess.run(["taskset", "-c", "1", str(CLIENT), "--url", f"ws://{HOST}:{port}/echo",
                                "--connections", str(connections), "--size", "277", "--seconds", str(seconds),
                                "--warmup", "0"], capture_output=True, text=True)
-        cpu = tree_cpu(server.pid) - cpu0
+        cpu = tree_cpu(procs) - cpu0
         found = re.search(r"^RESULT .*\btotal_rps=([\d.]+).*\berrors=(\d+) verified=(\d+)", done.stdout, re.M)
         if not found or found.group(2) != "0":
             raise SystemExit(f"client failed on {tree}: {done.stdout}{done.stderr}")
         return float(found.group(1)), int(found.group(3)) / max(cpu, 1e-9)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(server.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        server.stop(5)
 
 
 def main() -> int:

@@ -45,14 +45,11 @@ import multiprocessing as mp
 import os
 import platform
 import selectors
-import shutil
-import signal
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
 from array import array
@@ -66,8 +63,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import (HOST, die_with_parent, free_port, log, percentile, raise_nofile,  # noqa: E402
-                     save_results)
+from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
+                     quick_defaults, reap, save_results, scratch, services_folder, tree_cpu)
+from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.client import _BadResponse  # noqa: E402  (DeflateClientProtocol's 101 check)
 from lapps.ws.deflate import parse_extensions  # noqa: E402
@@ -178,184 +176,72 @@ def client_tls_context(certs: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(certs / "ca.crt"))
 
 
-class Server:
-    """One `python -m lapps` in its own session (process group) with the bench config.
+class Server(LappsServer):
+    """The bench's `python -m lapps` (see `start_server`): its processes as they were when it
+    became ready, their CPU, and a check that none of them died."""
 
-    `port` is the ws:// port. With `certs` (a `make certs` folder) the same server also
-    serves wss:// on `tls_port` ([server] port with [server.tls]; `port` is then an endpoint).
-    """
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.procs: list[psutil.Process] = []   # the master and its children once ready
+        self.tls_port: int | None = None         # wss://, when started with certificates
 
-    def __init__(self, root: Path, workers: int, certs: Path | None = None) -> None:
-        services = root / "services"
-        if not services.exists():
-            services.mkdir(parents=True)
-            shutil.copytree(REPO / "services" / "echo", services / "echo")
-            for name in ("echo_deflate", "lapps_echo", "fanout"):
-                shutil.copytree(REPO / "bench" / "services" / name, services / name)
-        self.port = free_port()
-        self.tls_port: int | None = None
-        tls = ""
-        main_port = self.port
-        if certs is not None:
-            while self.tls_port in (None, self.port):
-                self.tls_port = free_port()
-            main_port = self.tls_port
-            tls = TLS_CONFIG.format(cert=certs / "localhost.crt", key=certs / "localhost.key", ws_port=self.port)
-        self.workers = workers
-        self.config = root / f"lapps-{self.port}.toml"
-        self.config.write_text(CONFIG.format(port=main_port, workers=workers, services_dir=services, tls=tls))
-        self.log_path = root / f"server-{self.port}.log"
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(main_port),
-                 "--workers", str(workers)],
-                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=die_with_parent)
-        self.pid = self.proc.pid
-        self.procs: list[psutil.Process] = []
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, path: str | None = "/echo") -> float:
         """Every worker logged 'serving' and an upgrade to /echo echoes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
-            if self.log().count("INFO serving") >= self.workers:
-                try:
-                    with BlockingClient(self.port, "/echo", timeout=2) as c:
-                        if c.echo_text(b"ready?") == b"ready?":
-                            self.procs = self._processes()
-                            return
-                except (OSError, RuntimeError):
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout} s; log:\n{self.log()[-4000:]}")
-
-    def _processes(self) -> list[psutil.Process]:
-        master = psutil.Process(self.pid)
-        return [master, *master.children(recursive=True)]
+        took = super().wait_ready(timeout, path)
+        self.procs = self.processes()
+        return took
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.procs[1:]]
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds of the master and its children so far."""
-        total = 0.0
-        for p in self.procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-        return total
+        return tree_cpu(self.procs)
 
     def check_alive(self) -> None:
         """Raise when the master or a worker we started with has gone (crash, respawn)."""
-        if self.proc.poll() is not None:
+        if not self.running():
             raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
         gone = [p.pid for p in self.procs if not p.is_running()]
         if gone:
             raise RuntimeError(f"server processes {gone} died during the run; log:\n{self.log()[-4000:]}")
 
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM to the master, then SIGKILL to the whole process group. Returns how it
-        went: seconds to stop, whether SIGKILL was needed, the log's warnings and errors."""
-        start = time.monotonic()
-        killed = False
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                log("  server did not stop within 10 s of SIGTERM: SIGKILL")
-                killed = True
-                self.proc.kill()
-                self.proc.wait(5)
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        problems = [line for line in self.log().splitlines()
-                    if " WARNING " in line or " ERROR " in line or " CRITICAL " in line or "Traceback" in line]
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The harness's stop, plus the log's warnings and errors (the first five printed)."""
+        result = super().stop(timeout)
+        if result["sigkill"]:
+            log(f"  server did not stop within {timeout:g} s of SIGTERM: SIGKILL")
+        problems = self.log_problems()
         for line in problems[:5]:
             log(f"  server log: {line[:200]}")
         if len(problems) > 5:
             log(f"  server log: ... {len(problems) - 5} more warning/error lines")
-        return {"stop_s": round(time.monotonic() - start, 2), "sigkill": killed, "exit_code": self.proc.returncode,
-                "log_problems": problems[:20], "log_problem_count": len(problems)}
+        return {**result, "log_problems": problems[:20], "log_problem_count": len(problems)}
 
 
-# ---------------------------------------------------------------------------- clients
+def start_server(root: Path, workers: int, certs: Path | None = None) -> Server:
+    """One `python -m lapps` in its own session with the bench config under `root`.
 
-
-class BlockingClient:
-    """One connection on a blocking socket: the readiness probe and the fan-out trigger."""
-
-    def __init__(self, port: int, path: str, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.proto = ClientProtocol(f"{HOST}:{port}", path)
-        self._flush()
-        event = self._next_event()
-        if event[0] != EV_OPEN:
-            raise RuntimeError(f"upgrade to {path} failed: {event}")
-
-    def __enter__(self) -> BlockingClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _flush(self) -> None:
-        if self.proto.out:
-            self.sock.sendall(self.proto.out)
-            self.proto.out.clear()
-
-    def _next_event(self) -> tuple[int, Any]:
-        proto = self.proto
-        while not proto.events:
-            data = self.sock.recv(65536)
-            if data:
-                proto.receive_data(data)
-            else:
-                proto.receive_eof()
-            self._flush()
-        return proto.events.pop(0)
-
-    def _message(self) -> bytes:
-        kind, value = self._next_event()
-        if kind not in (TEXT, BINARY):
-            raise RuntimeError(f"expected a message, got {kind:#x} {value!r}")
-        return value
-
-    def echo_text(self, payload: bytes) -> bytes:
-        self.proto.send(TEXT, payload)
-        self._flush()
-        return self._message()
-
-    def request(self, method: str, params: list[Any]) -> tuple[float, dict[str, Any]]:
-        """Send a request; (time.time() just before the send, the channel-0 response)."""
-        self.proto.send(BINARY, cbor2.dumps({"lapps": 1, "method": method, "params": params}))
-        sent = time.time()
-        self._flush()
-        while True:
-            msg = cbor2.loads(self._message())
-            if msg.get("cid") == 0:
-                return sent, msg
-
-    def close(self) -> None:
-        try:
-            if self.proto.close():
-                self._flush()
-                self.sock.settimeout(2)
-                while self.proto.state != State.CLOSED:
-                    self._next_event()
-        except (OSError, RuntimeError):
-            pass
-        self.sock.close()
+    `port` is the ws:// port. With `certs` (a `make certs` folder) the same server also
+    serves wss:// on `tls_port` ([server] port with [server.tls]; `port` is then an endpoint).
+    """
+    services = root / "services"
+    if not services.exists():
+        services_folder(services, {name: REPO / "bench" / "services" / name
+                                   for name in ("echo_deflate", "lapps_echo", "fanout")})
+    port = free_port()
+    tls_port: int | None = None
+    tls = ""
+    if certs is not None:
+        while tls_port in (None, port):
+            tls_port = free_port()
+        tls = TLS_CONFIG.format(cert=certs / "localhost.crt", key=certs / "localhost.key", ws_port=port)
+    main_port = tls_port or port
+    config = root / f"lapps-{port}.toml"
+    config.write_text(CONFIG.format(port=main_port, workers=workers, services_dir=services, tls=tls))
+    server = Server.start(config, main_port, root / f"server-{port}.log", workers, tied=True)
+    server.port, server.tls_port = port, tls_port   # the probe and the clients use ws://
+    return server
 
 
 def _frame_size(buf: bytearray) -> tuple[int, int] | None:
@@ -720,7 +606,7 @@ def _lapps_echo_ok(payload: bytes) -> bool:
     return type(result) is list and len(result) == 1 and result[0] == LAPPS_PARAM
 
 
-def echo_client_main(port: int, path: str, mode: str, n: int, pipe: Any, certs: Path | None = None) -> None:
+def echo_client_main(port: int, path: str, mode: str, n: int, certs: Path | None, pipe: Any) -> None:
     """A client process: open `n` connections, then the closed loop the parent schedules.
     `mode` "wss" connects with TLS (`port` is then the TLS port), "deflate" negotiates
     permessage-deflate and sends DEFLATE_PAYLOAD compressed."""
@@ -896,6 +782,20 @@ def split(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
+def fork_clients(target: Callable[..., None], arg_lists: list[tuple]) -> tuple[list[Any], list[Any]]:
+    """One client process (fork, daemon) per argument tuple, each called with the child end of
+    a pipe after its arguments; (the parent ends, the processes)."""
+    pipes, children = [], []
+    for args in arg_lists:
+        mine, theirs = MP.Pipe()
+        p = MP.Process(target=target, args=(*args, theirs), daemon=True)
+        p.start()
+        theirs.close()
+        pipes.append(mine)
+        children.append(p)
+    return pipes, children
+
+
 def recv_or_fail(pipe: Any, timeout: float, what: str) -> Any:
     if not pipe.poll(timeout):
         raise RuntimeError(f"no answer from a client process within {timeout} s ({what})")
@@ -916,14 +816,8 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
                seconds: float, certs: Path | None = None) -> dict[str, Any]:
     path = ECHO_PATHS[mode]
     port = server.tls_port if mode == "wss" else server.port
-    pipes, children = [], []
-    for share in split(clients, procs):
-        mine, theirs = MP.Pipe()
-        p = MP.Process(target=echo_client_main, args=(port, path, mode, share, theirs, certs), daemon=True)
-        p.start()
-        theirs.close()
-        pipes.append(mine)
-        children.append(p)
+    pipes, children = fork_clients(echo_client_main, [(port, path, mode, share, certs)
+                                                      for share in split(clients, procs)])
     try:
         opened = 0
         for pipe in pipes:
@@ -946,11 +840,7 @@ def echo_round(server: Server, mode: str, clients: int, procs: int, warmup: floa
         window = time.monotonic() - w0
         results = [recv_or_fail(pipe, 30, "results")[1] for pipe in pipes]
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
     count = sum(r["count"] for r in results)
     bad = sum(r["bad"] for r in results)
     failed = sum(r["failed"] for r in results)
@@ -992,7 +882,7 @@ def run_echo(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         f"{args.workers} server workers, {args.rounds} rounds each, {args.warmup:g} s warm-up + "
         f"{args.seconds:g} s; cases {', '.join(ECHO_MODES)} (wss:// and ws:// on one server)")
     certs = make_certs(root / "certs")
-    server = Server(root, args.workers, certs)
+    server = start_server(root, args.workers, certs)
     rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in ECHO_MODES}
     try:
         server.wait_ready()
@@ -1053,19 +943,13 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     nprocs = max(nprocs, math.ceil(s / MAX_PER_PROCESS))
     log(f"== fan-out: {s} subscribers in {nprocs} client processes, {args.fanout_workers} server workers, "
         f"{args.fanout_rounds} rounds (+1 warm-up)")
-    server = Server(root, args.fanout_workers)
+    server = start_server(root, args.fanout_workers)
     pipes, children = [], []
     result: dict[str, Any] = {"subscribers": s, "client_procs": nprocs, "workers": args.fanout_workers}
     try:
         server.wait_ready()
         t_setup = time.monotonic()
-        for share in split(s, nprocs):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=fanout_subscriber_main, args=(server.port, share, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(fanout_subscriber_main, [(server.port, share) for share in split(s, nprocs)])
         subscribed = 0
         for pipe in pipes:
             _, ready, _setup, errors = recv_or_fail(pipe, 240, "subscribing")
@@ -1080,13 +964,12 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         log(f"  {subscribed} of {s} subscribed in {setup:.1f} s ({subscribed / setup:,.0f} connect+subscribe/s); "
             f"per worker {spread}")
         rounds = []
-        with BlockingClient(server.port, "/fanout") as trigger:
+        with ws_connect(f"ws://{HOST}:{server.port}/fanout") as trigger:
             for seq in range(args.fanout_rounds + 1):
                 time.sleep(0.5)
                 cpu0 = server.cpu_seconds()
-                t0, reply = trigger.request("publish", [seq])
-                if reply.get("status") != 1:
-                    raise RuntimeError(f"publish refused: {reply}")
+                t0 = time.time()
+                trigger.request("publish", [seq])   # a refusal raises LappsRequestError
                 t_reply = time.time()
                 deadline = t0 + args.fanout_timeout
                 for pipe in pipes:
@@ -1128,11 +1011,7 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         for pipe in pipes:
             recv_or_fail(pipe, 30, "closing")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         result["server_stop"] = server.stop()
     result["rounds"] = rounds
     result["all_reached"] = all(r["reached"] == s for r in rounds)
@@ -1229,13 +1108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     args = ap.parse_args(argv)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.clients = pick(args.clients, 80, 20)
-    args.seconds = pick(args.seconds, 5.0, 2.0)
-    args.warmup = pick(args.warmup, 1.0, 0.5)
-    args.rounds = pick(args.rounds, 3, 1)
-    args.subscribers = pick(args.subscribers, 10000, 1000)
-    args.fanout_rounds = pick(args.fanout_rounds, 5, 1)
+    quick_defaults(args, clients=(80, 20), seconds=(5.0, 2.0), warmup=(1.0, 0.5), rounds=(3, 1),
+                   subscribers=(10000, 1000), fanout_rounds=(5, 1))
     if not args.sub_procs:
         args.sub_procs = max(2 if q else 4, math.ceil(args.subscribers / MAX_PER_PROCESS))
     if args.client_procs < 1 or args.clients < args.client_procs:
@@ -1256,27 +1130,15 @@ def main(argv: list[str] | None = None) -> int:
         "message_bytes": MSG_SIZE, "subscribers": args.subscribers, "sub_procs": args.sub_procs,
         "fanout_workers": args.fanout_workers, "fanout_rounds": args.fanout_rounds,
     }
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS bench: {cpus} cores (client and server processes share them), load average "
         f"{meta['load_avg_before'][0]:.2f}, ulimit -n {soft}{' [quick]' if q else ''}")
     echo = fan = None
-    root = Path(tempfile.mkdtemp(prefix="lapps-bench-"))
-    ok = False
-    try:
+    with scratch("lapps-bench-") as root:
         if not args.skip_echo:
             echo = run_echo(root, args)
         if not args.skip_fanout:
             fan = run_fanout(root, args)
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"server logs kept in {root}", file=sys.stderr)
     report = table(meta, echo, fan)
     print()
     print(report)

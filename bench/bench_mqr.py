@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +28,7 @@ import cbor2
 import toml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import free_port, log, save_results  # noqa: E402
+from harness import LappsServer, free_port, log, save_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGINAL = REPO.parent / "shared" / "original-lapps" / "examples"
@@ -90,20 +87,14 @@ def lapps_round(seconds: float) -> float:
                                           "depends": ["mqr_sender"]}},
         }
         (root / "lapps.toml").write_text(toml.dumps(config))
-        out = root / "server.log"
-        with open(out, "wb") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "lapps", "--config", str(root / "lapps.toml")],
-                                    cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        server = LappsServer.start(root / "lapps.toml", config["server"]["port"], root / "server.log", tied=True)
         try:
-            time.sleep(2.0 + seconds)      # start-up and one warm second, then the measured ones
+            server.wait_ready(path=None)   # no /echo here: the worker's ready line is enough
+            time.sleep(1.0 + seconds)      # one warm second, then the measured ones
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            server.stop()
         per_second: dict[int, int] = {}
-        for line in out.read_text(errors="replace").splitlines():
+        for line in server.log().splitlines():
             m = LINE.search(line)
             if m:
                 second = int(time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")))

@@ -28,11 +28,8 @@ import math
 import os
 import platform
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,9 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_lapps import (MP, READ, WRITE, BlockingClient, ClientPool, Server, log,  # noqa: E402
-                         recv_or_fail, split)
-from harness import HOST, percentile, raise_nofile, save_results  # noqa: E402
+from bench_lapps import READ, WRITE, ClientPool, fork_clients, log, recv_or_fail, split, start_server  # noqa: E402
+from harness import HOST, git_commit, percentile, raise_nofile, reap, save_results, scratch  # noqa: E402
+from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 
 TEXT = 1
@@ -189,28 +186,27 @@ def setup_main(port: int, seconds: float, in_flight: int, start_at: float, pipe:
     pipe.send((lat[:in_window], errors, sum(os.times()[:2]) - cpu0))
 
 
+def warm_up(port: int, setups: int) -> None:
+    """Setups that are not counted: one echo each, so Lua states and imports are warm."""
+    for _ in range(setups):
+        with ws_connect(f"ws://{HOST}:{port}/echo") as c:
+            c.send_text("warm")
+            c.recv()
+
+
 def run_setup(root: Path, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     log(f"== setup rate: {workers} worker(s), {args.client_procs} client processes x {args.in_flight} in flight, "
         f"{args.seconds:g} s")
-    server = Server(root, workers)
+    server = start_server(root, workers)
     res: dict[str, Any] = {"workers": workers}
     children = []
     try:
         server.wait_ready()
         # warm-up: a few setups (Lua states, imports), not counted
-        for _ in range(20):
-            with BlockingClient(server.port, "/echo") as c:
-                c.echo_text(b"warm")
-        pipes = []
+        warm_up(server.port, 20)
         start_at = time.time() + 0.3
-        for _ in range(args.client_procs):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=setup_main, args=(server.port, args.seconds, args.in_flight, start_at, theirs),
-                           daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(setup_main, [(server.port, args.seconds, args.in_flight, start_at)]
+                                       * args.client_procs)
         time.sleep(max(0.0, start_at - time.time()))
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         lat: list[float] = []
@@ -236,11 +232,7 @@ def run_setup(root: Path, workers: int, args: argparse.Namespace) -> dict[str, A
             f"server {res['server_cpu_cores']:.2f} cores, clients {res['client_cpu_cores']:.2f} cores  "
             f"errors {errors or 0}")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         res["server_stop"] = server.stop()
     return res
 
@@ -281,25 +273,17 @@ def connections_of(pid: int) -> int:
 def run_idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     n, k, w = args.idle, args.idle_procs, args.idle_workers
     log(f"== idle memory: {n} connections from {k} client processes, {w} workers")
-    server = Server(root, w)
+    server = start_server(root, w)
     res: dict[str, Any] = {"connections": n, "client_procs": k, "workers": w}
     children, pipes = [], []
     try:
         server.wait_ready()
-        for _ in range(50):   # warm-up: upgrade paths, Lua, buffers touched once
-            with BlockingClient(server.port, "/echo") as c:
-                c.echo_text(b"warm")
+        warm_up(server.port, 50)   # upgrade paths, Lua, buffers touched once
         time.sleep(1.0)
         master, workers = server.pid, server.worker_pids()
         before = memory([master, *workers])
         t0 = time.monotonic()
-        for share in split(n, k):
-            mine, theirs = MP.Pipe()
-            p = MP.Process(target=idle_main, args=(server.port, share, theirs), daemon=True)
-            p.start()
-            theirs.close()
-            pipes.append(mine)
-            children.append(p)
+        pipes, children = fork_clients(idle_main, [(server.port, share) for share in split(n, k)])
         ready, errors = 0, []
         for pipe in pipes:
             _, got, _setup, errs = recv_or_fail(pipe, 240, "opening idle connections")
@@ -336,11 +320,7 @@ def run_idle(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         res.update(closed_cleanly=clean, lost_while_idle=lost)
         log(f"  closed cleanly (1000 both ways): {clean} of {ready}; dropped while idle: {lost}")
     finally:
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join()
+        reap(children)
         res["server_stop"] = server.stop()
     return res
 
@@ -402,28 +382,16 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_before": os.getloadavg(), "nofile": [soft, hard], "quick": args.quick,
             "seconds": args.seconds, "client_procs": args.client_procs, "in_flight": args.in_flight,
             "idle": args.idle, "idle_procs": args.idle_procs, "idle_workers": args.idle_workers}
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS setup bench: {cpus} cores, load average {meta['load_avg_before'][0]:.2f}, ulimit -n {soft}")
-    root = Path(tempfile.mkdtemp(prefix="lapps-setup-"))
     setup: list[dict[str, Any]] = []
     idle = None
-    ok = False
-    try:
+    with scratch("lapps-setup-") as root:
         if not args.skip_setup:
             for w in args.workers:
                 setup.append(run_setup(root, w, args))
         if not args.skip_idle:
             idle = run_idle(root, args)
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"server logs kept in {root}", file=sys.stderr)
     report = table(meta, setup, idle)
     print()
     print(report)

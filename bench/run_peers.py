@@ -54,7 +54,6 @@ except ImportError:
     sys.exit("run_peers.py needs psutil and matplotlib: run `make bench-peers-setup` (bench/peers/.venv)")
 
 import argparse
-import base64
 import csv
 import hashlib
 import json
@@ -63,7 +62,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -71,7 +69,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from harness import HOST, die_with_parent, free_port, log, raise_nofile
+from harness import (HOST, ServerProcess, die_with_parent, echo_probe, free_port, git_commit, lapps_argv, log,  # noqa: E402
+                     quick_defaults, raise_nofile, serving_workers, services_folder, spawn, tree_cpu, warning_lines)
 
 LAPPS_PY = REPO / ".venv" / "bin" / "python"
 CLIENT = REPO / "bench" / "client" / "lapps-bench-client"
@@ -129,13 +128,10 @@ def lapps_command(workers: int) -> Callable[[int, Path], list[str]]:
     def command(port: int, tmp: Path) -> list[str]:
         services = tmp / "services"
         if not services.exists():
-            services.mkdir(parents=True)
-            shutil.copytree(REPO / "services" / "echo", services / "echo")
-            shutil.copytree(REPO / "bench" / "services" / "lapps_echo", services / "lapps_echo")
+            services_folder(services, {"lapps_echo": REPO / "bench" / "services" / "lapps_echo"})
         config = tmp / f"lapps-{port}.toml"
         config.write_text(LAPPS_CONFIG.format(port=port, workers=workers, services=services))
-        return [str(LAPPS_PY), "-m", "lapps", "--config", str(config), "--port", str(port),
-                "--workers", str(workers)]
+        return lapps_argv(config, port, workers, python=LAPPS_PY)
     return command
 
 
@@ -174,124 +170,34 @@ def all_servers(lapps_protocol: bool, lapps_workers: tuple[int, ...] = (1, 2)) -
     return specs
 
 
-def ws_echo_probe(port: int, path: str, timeout: float = 2.0) -> bool:
-    """An upgrade to `path` and one masked text frame: True when it comes back."""
-    with socket.create_connection((HOST, port), timeout) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall((f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                return False
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101"):
-            return False
-        payload, mask = b"ready?", os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-        want = bytes([0x81, len(payload)]) + payload
-        while len(rest) < len(want):
-            chunk = s.recv(4096)
-            if not chunk:
-                return False
-            rest += chunk
-        ok = rest[:len(want)] == want
-        close = bytes(b ^ mask[i % 4] for i, b in enumerate(b"\x03\xe8"))
-        try:
-            s.sendall(bytes([0x88, 0x82]) + mask + close)
-        except OSError:
-            pass
-        return ok
-
-
-class Running:
-    """One started server: its own session (process group), its output in a file."""
+class Running(ServerProcess):
+    """One started server (the harness's process: its own session, its output in a file)."""
 
     def __init__(self, spec: ServerSpec, tmp: Path) -> None:
         self.spec = spec
         self.port = free_port()
-        self.log_path = tmp / f"{spec.key}-{self.port}.log"
-        argv = spec.command(self.port, tmp)
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=die_with_parent)
-        self.root = psutil.Process(self.proc.pid)
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        log_path = tmp / f"{spec.key}-{self.port}.log"
+        super().__init__(spawn(spec.command(self.port, tmp), log_path, tied=True), log_path)
 
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Until the port accepts and an echo comes back (LAppS: and every worker logged
-        'serving'); the seconds it took."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.spec.key} exited with {self.proc.returncode}: {self.output()[-2000:]}")
-            if self.spec.lapps_workers and self.output().count("INFO serving") < self.spec.lapps_workers:
-                time.sleep(0.05)
-                continue
-            try:
-                if ws_echo_probe(self.port, "/echo"):
-                    return time.monotonic() - start
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.spec.key} not ready after {timeout} s: {self.output()[-2000:]}")
+        'serving'); the seconds it took. ServerNotReady (a RuntimeError) otherwise."""
+        workers = self.spec.lapps_workers
+        ready = (lambda: serving_workers(self.log()) >= workers) if workers else None
+        return self.wait_until(lambda: echo_probe(self.port, "/echo"), timeout, ready)
 
-    def processes(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM, then SIGKILL to the whole group; how it went and what it printed."""
-        start = time.monotonic()
-        killed = False
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                killed = True
-                self.proc.kill()
-                self.proc.wait(5)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        text = self.output()
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The harness's stop; what it printed that counts as a problem."""
+        result = super().stop(timeout)
+        text = self.log()
         if self.spec.lapps_workers:   # LAppS logs INFO lines; only warnings and errors count
-            problems = [ln for ln in text.splitlines()
-                        if any(w in ln for w in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback"))]
+            problems = warning_lines(text)
         else:                         # the peers print nothing but errors
             problems = [ln for ln in text.splitlines() if ln.strip()]
-        return {"stop_s": round(time.monotonic() - start, 2), "sigkill": killed,
-                "exit_code": self.proc.returncode, "problems": problems[:20], "problem_count": len(problems)}
+        return {**result, "problems": problems[:20], "problem_count": len(problems)}
 
 
 # ---------------------------------------------------------------------------- measuring
-
-
-def tree_cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def per_process_cpu(procs: list[psutil.Process]) -> dict[int, tuple[str, float]]:
@@ -478,7 +384,7 @@ def run_case(server: Running, row: Row, connections: int, args: argparse.Namespa
                                     for pid, (name, c) in pp0.items() if pid in pp1},
         "other_cores": max(0.0, busy - server_cpu - (c1 - c0) - irq) / window,
     })
-    if not server.alive():
+    if not server.running():
         out["failed"] = f"server exited with {server.proc.returncode} during the run"
     return out
 
@@ -724,11 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         return rewrite_from(args.from_json, args.output_dir)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.rounds = pick(args.rounds, 5, 1)
-    args.seconds = pick(args.seconds, 5.0, 3.0)
-    args.warmup = pick(args.warmup, 1.0, 0.5)
-    args.quiet_limit = pick(args.quiet_limit, 60.0, 10.0)
+    quick_defaults(args, rounds=(5, 1), seconds=(5.0, 3.0), warmup=(1.0, 0.5), quiet_limit=(60.0, 10.0))
     conns = [int(x) for x in args.connections.split(",") if x.strip()]
     if args.rounds < 1 or args.seconds <= 0 or not conns:
         ap.error("--rounds, --seconds and --connections must be positive")
@@ -770,9 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         "quiet_threshold": args.quiet_threshold, "quiet_limit": args.quiet_limit, "versions": versions(),
         "servers": [s.key for s in specs],
     }
+    meta["commit"] = git_commit()
     try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
         meta["dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
                                             capture_output=True, text=True, timeout=5).stdout.strip())
     except (OSError, subprocess.SubprocessError):
@@ -824,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
                 if rnd % 2:
                     todo.reverse()
                 for row, n in todo:
-                    if not server.alive():
+                    if not server.running():
                         res = {"row": row.key, "connections": n, "failed": "server not running"}
                     else:
                         res = run_case(server, row, n, args)

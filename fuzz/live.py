@@ -30,7 +30,6 @@ import random
 import re
 import selectors
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -48,7 +47,11 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
 from fuzz.harness import deflate_payload  # noqa: E402
+from harness import LappsServer, ServerNotReady, free_port, services_folder  # noqa: E402
+from lapps.client import ClientError  # noqa: E402
+from lapps.client import connect as ws_connect  # noqa: E402
 from lapps.ws.codec import NO_SPEEDUPS_ENV  # noqa: E402
 from lapps.ws.frames import mask  # noqa: E402
 from workers.faults import MARKER  # noqa: E402
@@ -62,15 +65,12 @@ BAD_LOG = re.compile(r"internal error|Traceback|respawning|CRITICAL")
 
 # ---------------------------------------------------------------------- the server
 
-def start_server(folder: Path, pure_python: bool) -> tuple[subprocess.Popen, int, Path]:
-    """One worker on a free port, its own config and services under `folder`."""
-    services = folder / "services"
-    shutil.copytree(REPO / "services" / "echo", services / "echo")
-    shutil.copytree(REPO / "services" / "echo_lapps", services / "echo_lapps")
-    shutil.copytree(REPO / "bench" / "services" / "echo_deflate", services / "echo_deflate")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_server(folder: Path, pure_python: bool) -> LappsServer:
+    """One worker on a free port, its own config and services under `folder` (the harness of
+    bench/harness.py starts it, in its own session, its output in folder/server.log)."""
+    services = services_folder(folder / "services", {"echo_deflate": REPO / "bench" / "services" / "echo_deflate"},
+                               shipped=("echo", "echo_lapps"))
+    port = free_port()
     config = folder / "lapps.toml"
     config.write_text(
         f'[server]\nip = "127.0.0.1"\nservices_dir = "{services}"\nshutdown_timeout = 2\n'
@@ -82,13 +82,7 @@ def start_server(folder: Path, pure_python: bool) -> tuple[subprocess.Popen, int
     env = {k: v for k, v in os.environ.items() if k != NO_SPEEDUPS_ENV}
     if pure_python:
         env[NO_SPEEDUPS_ENV] = "1"
-    log = folder / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lapps", "--config", str(config), "--port", str(port),
-                                 "--workers", "1", "--listeners", "1"], cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=env)
-    return proc, port, log
+    return LappsServer.start(config, port, folder / "server.log", 1, listeners=1, env=env)
 
 
 def worker_pid(proc: subprocess.Popen) -> int | None:
@@ -101,67 +95,31 @@ def worker_pid(proc: subprocess.Popen) -> int | None:
     return None
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 # ---------------------------------------------------------------------- a well-behaved client
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("server closed the connection")
-        data += chunk
-    return data
-
-
 def probe(port: int) -> str | None:
-    """None when /echo answers a text and a binary message with themselves, else why not."""
+    """None when /echo answers a text and a binary message with themselves, else why not
+    (a well-behaved client: the shipped lapps.client)."""
     messages = [(1, "probe ünïcode".encode()), (2, os.urandom(300))]
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as s:
-            s.sendall(handshake("/echo", random.Random(0), valid=True))
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = s.recv(4096)
-                if not chunk:
-                    return "no answer to the upgrade"
-                head += chunk
-            if not head.startswith(b"HTTP/1.1 101"):
-                return f"upgrade answered {head[:40]!r}"
-            rest = head.split(b"\r\n\r\n", 1)[1]
+        with ws_connect(f"ws://127.0.0.1:{port}/echo", timeout=PROBE_TIMEOUT) as c:
             for opcode, payload in messages:
-                s.sendall(frame(opcode, payload, key=os.urandom(4)))
-                b0, b1 = (rest + _recv_exactly(s, max(0, 2 - len(rest))))[:2]
-                rest = rest[2:]
-                n = b1 & 0x7F
-                if n >= 126:
-                    raw = _recv_exactly(s, 2 if n == 126 else 8)
-                    n = int.from_bytes(raw, "big")
-                got = _recv_exactly(s, n)
-                if (b0 & 0x0F, got) != (opcode, payload):
-                    return f"echo of opcode {opcode} came back as opcode {b0 & 0x0F}, {len(got)} bytes"
-            s.sendall(frame(8, b"\x03\xe8", key=os.urandom(4)))
-    except (OSError, EOFError) as e:
+                if opcode == 1:
+                    c.send_text(payload.decode())
+                else:
+                    c.send_binary(payload)
+                got_opcode, got = c.recv()
+                if (got_opcode, got) != (opcode, payload):
+                    return f"echo of opcode {opcode} came back as opcode {got_opcode}, {len(got)} bytes"
+    except (OSError, ClientError) as e:
         return f"{type(e).__name__}: {e}"
     return None
 
 
 # ---------------------------------------------------------------------- what the bad clients send
 
-def handshake(path: str, rng: random.Random, valid: bool = False, deflate: bool = False) -> bytes:
-    """An upgrade request for `path`; unless `valid`, maybe broken in one of many ways."""
+def handshake(path: str, rng: random.Random, deflate: bool = False) -> bytes:
+    """An upgrade request for `path`, maybe broken in one of many ways."""
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     fields = [("Host", "localhost"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
               ("Sec-WebSocket-Key", key), ("Sec-WebSocket-Version", "13")]
@@ -171,7 +129,7 @@ def handshake(path: str, rng: random.Random, valid: bool = False, deflate: bool 
              "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
              "permessage-deflate; server_max_window_bits=9", "permessage-deflate; bogus=1, x-webkit"])))
     line = f"GET {path} HTTP/1.1"
-    if not valid and rng.random() < 0.25:
+    if rng.random() < 0.25:
         kind = rng.randrange(10)
         if kind == 0:
             fields = [f for f in fields if f[0] != rng.choice(fields)[0]]          # one missing
@@ -362,15 +320,15 @@ def fuzz_codec(pure_python: bool, seconds: float, seed: int, connections: int,
                only_batch: int | None) -> bool:
     codec = "python" if pure_python else "c"
     folder = Path(tempfile.mkdtemp(prefix=f"lapps-live-{codec}-"))
-    proc, port, log = start_server(folder, pure_python)
+    server = start_server(folder, pure_python)
+    proc, port = server.proc, server.port
     ok = True
     try:
-        deadline = time.monotonic() + 10
-        while probe(port) is not None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print(f"== live/{codec}: the server did not start:\n{log.read_text(errors='replace')[-3000:]}")
-                return False
-            time.sleep(0.1)
+        try:
+            server.wait_until(lambda: probe(port) is None, 10, interval=0.1)
+        except ServerNotReady as e:
+            print(f"== live/{codec}: the server did not start: {str(e)[-3000:]}")
+            return False
         pid = worker_pid(proc)
         batches = conns = nbytes = 0
         answers: Counter = Counter()
@@ -381,7 +339,7 @@ def fuzz_codec(pure_python: bool, seconds: float, seed: int, connections: int,
             batches, conns, nbytes = batches + 1, conns + n, nbytes + b
             why = probe(port)
             now_pid = worker_pid(proc)
-            text = log.read_text(errors="replace")
+            text = server.log()
             bad = [line for line in text.splitlines() if BAD_LOG.search(line)]
             if why is not None or now_pid != pid or bad:
                 ok = False
@@ -399,7 +357,7 @@ def fuzz_codec(pure_python: bool, seconds: float, seed: int, connections: int,
               f"{nbytes} bytes sent, {elapsed:.1f} s, {'clean' if ok else 'FAILED'}; answers: "
               + ", ".join(f"{k} {v}" for k, v in sorted(answers.items())), flush=True)
     finally:
-        stop_server(proc)
+        server.stop(5)
         shutil.rmtree(folder, ignore_errors=True)
     return ok
 

@@ -59,7 +59,6 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -76,9 +75,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import (HOST, die_with_parent, free_port, log, percentile, raise_nofile,  # noqa: E402
-                     save_results)
-from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_PONG, EV_REJECTED, ClientProtocol, State  # noqa: E402
+from harness import (HOST, LappsServer, free_port, git_commit, log, percentile, raise_nofile,  # noqa: E402
+                     quick_defaults, reap, save_results, services_folder)
+from lapps.client import connect as ws_connect  # noqa: E402
+from lapps.ws.client import EV_CLOSED, EV_OPEN, EV_REJECTED, ClientProtocol, State  # noqa: E402
 from lapps.ws.frames import frame_header, mask  # noqa: E402
 
 TEXT, BINARY, CONT, CLOSE, PING = 1, 2, 0, 8, 9
@@ -123,55 +123,24 @@ preload = ["time", "murmur"]
 """
 
 
-class Server:
-    """One `python -m lapps` in its own session (process group)."""
+class Server(LappsServer):
+    """The soak's `python -m lapps` (see `start_server`), and which processes it had when."""
 
-    def __init__(self, root: Path, workers: int, log_level: str | None = None) -> None:
-        services = root / "services"
-        services.mkdir(parents=True)
-        for name in ("echo", "echo_lapps"):
-            shutil.copytree(REPO / "services" / name, services / name)
-        self.port = free_port()
-        self.workers = workers
-        self.config = root / "lapps-soak.toml"
-        self.config.write_text(CONFIG.format(
-            port=self.port, workers=workers, services_dir=services, max_outbound=MAX_OUTBOUND,
-            ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, handshake_timeout=HANDSHAKE_TIMEOUT))
-        self.log_path = root / "server.log"
-        self.cmd = [sys.executable, "-m", "lapps", "--config", str(self.config), "--port", str(self.port),
-                    "--workers", str(workers)] + (["--log-level", log_level] if log_level else [])
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=die_with_parent)
-        self.pid = self.proc.pid
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.master = psutil.Process(self.pid)
         self.workers_seen: dict[int, str] = {}      # pid -> name, every child ever seen
         self.initial: set[int] = set()
         self.events: list[str] = []                 # deaths and new processes, with times
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log()[-4000:]}")
-            if self.log().count("INFO serving") >= self.workers:
-                try:
-                    with Blocking(self.port, "/echo") as c:
-                        if c.echo(TEXT, b"ready?") == (TEXT, b"ready?"):
-                            kids = self.children()
-                            if len(kids) >= self.workers:
-                                self.initial = {p.pid for p in kids}
-                                for p in kids:
-                                    self.workers_seen[p.pid] = self._name(p)
-                                return
-                except (OSError, RuntimeError):
-                    pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout} s; log:\n{self.log()[-4000:]}")
+    def wait_ready(self, timeout: float = 60.0, path: str | None = "/echo") -> float:
+        """The harness's readiness, then the worker processes as they are at the start."""
+        took = super().wait_ready(timeout, path)
+        kids = self.children()
+        self.initial = {p.pid for p in kids}
+        for p in kids:
+            self.workers_seen[p.pid] = self._name(p)
+        return took
 
     @staticmethod
     def _name(p: psutil.Process) -> str:
@@ -225,93 +194,26 @@ class Server:
         return out
 
     def stop(self, timeout: float = 20.0) -> dict[str, Any]:
-        """SIGTERM to the master, wait; SIGKILL to the process group as a last resort."""
-        start = time.monotonic()
-        killed = False
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"  the server did not stop within {timeout:g} s of SIGTERM: SIGKILL to its process group")
-                killed = True
-                try:
-                    os.killpg(self.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                self.proc.wait(10)
-        stop_s = time.monotonic() - start
-        left = []
-        for pid in self.workers_seen:
-            if pid > 0 and psutil.pid_exists(pid):
-                try:
-                    p = psutil.Process(pid)
-                    if p.status() != psutil.STATUS_ZOMBIE and os.getpgid(pid) == self.pid:
-                        left.append(pid)
-                except (psutil.Error, ProcessLookupError):
-                    pass
-        if left:
-            log(f"  server processes {left} outlived the master: SIGKILL to the process group")
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        return {"exit_code": self.proc.returncode, "stop_s": round(stop_s, 2), "sigkill": killed,
-                "outlived_master": left}
+        """The harness's stop (SIGTERM, wait, SIGKILL to the process group as a last resort),
+        saying so when SIGKILL or what outlived the master was needed."""
+        result = super().stop(timeout)
+        if result["sigkill"]:
+            log(f"  the server did not stop within {timeout:g} s of SIGTERM: SIGKILL to its process group")
+        if result["outlived_master"]:
+            log(f"  server processes {result['outlived_master']} outlived the master: SIGKILL to the process group")
+        return result
 
 
-class Blocking:
-    """One blocking connection: the readiness probe and the LAppS smoke check."""
-
-    def __init__(self, port: int, path: str, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((HOST, port), timeout)
-        self.proto = ClientProtocol(f"{HOST}:{port}", path)
-        self._flush()
-        kind, value = self._next()
-        if kind != EV_OPEN:
-            raise RuntimeError(f"upgrade to {path} failed: {kind:#x} {value!r}")
-
-    def __enter__(self) -> Blocking:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self.proto.close():
-                self._flush()
-                while self.proto.state != State.CLOSED:
-                    self._next()
-        except (OSError, RuntimeError):
-            pass
-        self.sock.close()
-
-    def _flush(self) -> None:
-        if self.proto.out:
-            self.sock.sendall(self.proto.out)
-            self.proto.out.clear()
-
-    def _next(self) -> tuple[int, Any]:
-        while not self.proto.events:
-            data = self.sock.recv(65536)
-            if data:
-                self.proto.receive_data(data)
-            else:
-                self.proto.receive_eof()
-            self._flush()
-        return self.proto.events.pop(0)
-
-    def echo(self, opcode: int, payload: bytes) -> tuple[int, Any]:
-        self.proto.send(opcode, payload)
-        self._flush()
-        while True:
-            kind, value = self._next()
-            if kind != EV_PONG:
-                return kind, value
-
-    def request(self, method: str, params: list[Any]) -> Any:
-        kind, value = self.echo(BINARY, cbor2.dumps({"lapps": 1, "method": method, "params": params}))
-        if kind != BINARY:
-            raise RuntimeError(f"LAppS request {method}: got {kind:#x} {value!r}")
-        return cbor2.loads(value)
+def start_server(root: Path, workers: int, log_level: str | None = None) -> Server:
+    """One `python -m lapps` in its own session with the soak config under `root`."""
+    services = services_folder(root / "services", shipped=("echo", "echo_lapps"))
+    port = free_port()
+    config = root / "lapps-soak.toml"
+    config.write_text(CONFIG.format(
+        port=port, workers=workers, services_dir=services, max_outbound=MAX_OUTBOUND,
+        ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, handshake_timeout=HANDSHAKE_TIMEOUT))
+    return Server.start(config, port, root / "server.log", workers, tied=True,
+                        extra_args=["--log-level", log_level] if log_level else [])
 
 
 # ---------------------------------------------------------------------------- client machinery
@@ -1498,13 +1400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (config, server log)")
     args = ap.parse_args(argv)
     q = args.quick
-    pick = lambda v, full, quick: v if v is not None else (quick if q else full)  # noqa: E731
-    args.seconds = pick(args.seconds, 120.0, 20.0)
-    args.clients = pick(args.clients, 2000, 200)
-    args.slow = pick(args.slow, 50, 10)
-    args.garbage = pick(args.garbage, 50, 10)
-    args.churn_every = pick(args.churn_every, 10.0, 4.0)
-    args.warmup = pick(args.warmup, 10.0, 4.0)
+    quick_defaults(args, seconds=(120.0, 20.0), clients=(2000, 200), slow=(50, 10), garbage=(50, 10),
+                   churn_every=(10.0, 4.0), warmup=(10.0, 4.0))
     if args.seconds < 8:
         ap.error("--seconds must be at least 8")
     args.warmup = min(args.warmup, args.seconds / 3)
@@ -1525,17 +1422,13 @@ def main(argv: list[str] | None = None) -> int:
         "limits": {"max_outbound_buffer": MAX_OUTBOUND, "ping_interval": PING_INTERVAL,
                    "ping_timeout": PING_TIMEOUT, "handshake_timeout": HANDSHAKE_TIMEOUT},
     }
-    try:
-        meta["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    meta["commit"] = git_commit()
     log(f"LAppS soak: {args.seconds:g} s, {args.clients} normal clients ({procs_n} processes), "
         f"{args.slow} slow readers, {args.garbage} garbage senders, {args.workers} workers, "
         f"{os.cpu_count()} cores, ulimit -n {soft}, seed {seed}{' [quick]' if q else ''}")
 
     root = Path(tempfile.mkdtemp(prefix="lapps-soak-"))
-    server = Server(root, args.workers, args.server_log_level)
+    server = start_server(root, args.workers, args.server_log_level)
     report: dict[str, Any] = {"meta": meta}
     children: list[Any] = []
     results: list[dict[str, Any]] = []
@@ -1548,11 +1441,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"server ready: pid {server.pid}, port {server.port}, workers "
             f"{sorted(server.initial)}, log {server.log_path}")
         # the LAppS service answers as the clients expect (a smoke check of the checker)
-        with Blocking(server.port, "/echo_lapps") as c:
-            key = c.request("login", ["probe", "x"])["result"][0]
+        with ws_connect(f"ws://{HOST}:{server.port}/echo_lapps") as c:
+            key = c.request("login", ["probe", "x"])[0]
             probe = [1, "é€😀", [1, -2, 2**40], {"n": 1, "s": "x", "f": 1.5, "b": True, "l": [1, "x", [2, [3]]]}]
             got = c.request("echo", [key, *probe])
-            if got.get("result") != probe:
+            if got != probe:
                 raise RuntimeError(f"LAppS echo answers {got!r} to {probe!r}: the checker would be wrong")
         sentinels = Sentinels(server.port)
         sentinels.start()
@@ -1621,12 +1514,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"mismatches {tot['mismatches']}  unexpected closes {tot['unexpected_closes']}  "
                     f"client sockets {tot['open']}  slow outcomes {tot['slow_outcomes']}  "
                     f"garbage attempts {tot['garbage_attempts']}  RSS MiB: {rss}")
-        for p in children:
-            p.join(10)
-            if p.is_alive():
-                log(f"  client process {p.name} still running: killed")
-                p.kill()
-                p.join()
+        for p in reap(children):
+            log(f"  client process {p.name} was still running: killed")
         if len(results) != len(specs):
             log(f"  WARNING: {len(specs) - len(results)} client process(es) sent no result")
         if "end" not in snaps:

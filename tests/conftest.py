@@ -13,16 +13,13 @@ that a whole module can share because no test there breaks it) start
 Unless `wait=False`, the fixture returns once every worker said it is serving and an upgrade
 to /echo succeeds (10 s at most). Teardown: SIGTERM, wait, SIGKILL the master by pid, and
 SIGKILL its process group (it runs in its own session) so no worker outlives the test.
+The process handling is the one harness of tests, bench and soak (`bench/harness.py`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import resource
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +33,8 @@ import toml
 import wsclient
 
 REPO = Path(__file__).resolve().parent.parent
-ECHO_SERVICE = REPO / "services" / "echo"
+sys.path.insert(0, str(REPO / "bench"))
+from harness import SHIPPED_SERVICES, LappsServer, ServerNotReady, free_port, services_folder  # noqa: E402
 
 TEST_SETTINGS: dict[str, dict[str, Any]] = {
     "server": {"ip": "127.0.0.1", "shutdown_timeout": 3},
@@ -44,12 +42,6 @@ TEST_SETTINGS: dict[str, dict[str, Any]] = {
     "admin": {"port": 0},
 }
 READY_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -73,21 +65,10 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.0
 def write_config(root: Path, services: dict[str, dict[str, Any]], lua: dict[str, str],
                  settings: dict[str, Any], port: int, copy: dict[str, Path] | None = None) -> Path:
     """The config file and the services folder under `root`; returns the config path.
-    `copy` maps a service name to a folder copied as it is (e.g. one of the original's)."""
-    services_dir = root / "services"
-    services_dir.mkdir(parents=True)
-    copy = copy or {}
-    shutil.copytree(copy.get("echo", ECHO_SERVICE), services_dir / "echo")   # a copied echo replaces ours
-    for name, folder in copy.items():
-        if name != "echo":
-            shutil.copytree(folder, services_dir / name)
-    for name in services:   # a shipped example service named in `services` comes along
-        shipped = ECHO_SERVICE.parent / name
-        if name not in lua and name not in copy and name != "echo" and shipped.is_dir():
-            shutil.copytree(shipped, services_dir / name)
-    for name, source in lua.items():
-        (services_dir / name).mkdir()
-        (services_dir / name / f"{name}.lua").write_text(source)
+    `copy` maps a service name to a folder copied as it is (e.g. one of the original's; a
+    copied echo replaces ours); a shipped example service named in `services` comes along."""
+    shipped = ["echo", *(name for name in services if (SHIPPED_SERVICES / name).is_dir())]
+    services_dir = services_folder(root / "services", copy, lua, dict.fromkeys(shipped))
     tree = merge(TEST_SETTINGS, {"server": {"port": port, "services_dir": str(services_dir)}})
     tree = merge(tree, settings)
     tree["services"] = services
@@ -96,20 +77,8 @@ def write_config(root: Path, services: dict[str, dict[str, Any]], lua: dict[str,
     return path
 
 
-class Server:
+class Server(LappsServer):
     """A running (or exited) server process and what a test asks about it."""
-
-    def __init__(self, proc: subprocess.Popen, port: int, config: Path, log_path: Path, workers: int):
-        self.proc = proc
-        self.pid = proc.pid
-        self.port = port
-        self.config = config
-        self.log_path = log_path
-        self.workers = workers
-
-    def log(self) -> str:
-        """Everything the server wrote to stdout/stderr so far."""
-        return self.log_path.read_text(errors="replace")
 
     def wait_log(self, pattern: str, timeout: float = 5.0, count: int = 1) -> list[str]:
         """Wait until the log has `count` lines matching the regex `pattern`; those lines."""
@@ -149,38 +118,16 @@ class Server:
                 continue
         return pids
 
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Every worker serving and an upgrade to /echo echoed; fails with the log otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running():
-                pytest.fail(f"server exited with {self.proc.returncode} while starting; log:\n{self.log()}")
-            serving = set(re.findall(r"lapps\[(worker \d+)\] INFO serving", self.log()))
-            if len(serving) >= self.workers:
-                try:
-                    if wsclient.echo_ok(self.port, "ready?"):
-                        return
-                except (OSError, EOFError, AssertionError):
-                    pass
-            time.sleep(0.05)
-        pytest.fail(f"server not ready after {timeout}s; log:\n{self.log()}")
-
-    def stop(self, timeout: float = 6.0) -> None:
-        """SIGTERM, then SIGKILL by pid, then SIGKILL the whole process group."""
-        if self.running():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    def wait_ready(self, timeout: float = READY_TIMEOUT, path: str | None = "/echo") -> float:
+        """Every worker serving and an upgrade to /echo echoed; fails the test with the log otherwise."""
         try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass   # the group is empty: nothing outlived the master
+            return super().wait_ready(timeout, path)
+        except ServerNotReady as e:
+            pytest.fail(str(e))
+
+    def stop(self, timeout: float = 6.0) -> dict[str, Any]:
+        """SIGTERM, then SIGKILL by pid, then SIGKILL the whole process group."""
+        return super().stop(timeout)
 
 
 class ServerFactory:
@@ -203,16 +150,8 @@ class ServerFactory:
         port = free_port()
         folder = self.root / f"server{len(self.servers)}"
         config = write_config(folder, services, lua or {}, settings or {}, port, copy)
-        log_path = folder / "server.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lapps", "--config", str(config), "--port", str(port),
-                 "--workers", str(workers), "--listeners", str(listeners), *(extra_args or [])],
-                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, **(env or {})})
-        # a worker killed with SIGABRT (stuck heartbeat) must not drop a core file in the repo
-        resource.prlimit(proc.pid, resource.RLIMIT_CORE, (0, 0))
-        server = Server(proc, port, config, log_path, workers)
+        server = Server.start(config, port, folder / "server.log", workers, listeners=listeners,
+                              extra_args=extra_args or [], env={**os.environ, **(env or {})}, no_core=True)
         self.servers.append(server)
         if wait:
             server.wait_ready()

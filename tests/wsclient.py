@@ -22,6 +22,7 @@ import struct
 import time
 from typing import NamedTuple
 
+from lapps import client as lapps_client
 from lapps.ws.constants import Opcode
 from lapps.ws.frames import close_payload, encode_frame, mask
 
@@ -218,11 +219,13 @@ def connect(port: int, path: str = "/echo", headers: dict[str, str] | None = Non
 
 
 def echo_ok(port: int, text: str = "still alive", path: str = "/echo") -> bool:
-    """A fresh client upgrades, gets its message echoed, and closes cleanly."""
-    with connect(port, path) as c:
-        if c.status != 101:
-            return False
-        c.send_text(text)
-        opcode, payload = c.recv_message()
-        c.send_close(1000)
-        return opcode == Opcode.TEXT and payload == text.encode() and c.recv_close()[0] == 1000
+    """A fresh client upgrades, gets its message echoed, and closes cleanly. A well-behaved
+    client's job, so it is the shipped `lapps.client`'s, not this module's raw one."""
+    try:
+        client = lapps_client.connect(f"ws://127.0.0.1:{port}{path}", timeout=DEFAULT_TIMEOUT)
+    except lapps_client.HandshakeRejected:
+        return False
+    with client:
+        client.send_text(text)
+        echoed = client.recv() == (Opcode.TEXT, text.encode())
+        return echoed and client.close()[0] == 1000
