@@ -8,11 +8,14 @@ the modules we do not have (pam_auth). Where the folder is missing the tests say
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lapps.client import ConnectionClosed, LappsRequestError, connect
+from conftest import REPO, Server, free_port, run_cli
+from lapps.client import ConnectionClosed, HandshakeRejected, LappsRequestError, connect
 
 ORIGINAL = Path(__file__).resolve().parent.parent.parent / "shared" / "original-lapps"
 EXAMPLES = ORIGINAL / "examples"
@@ -86,3 +89,34 @@ def test_original_raw_echo(lapps_server):
         client.send_binary(bytes(range(256)))
         assert client.recv(timeout=5) == (2, bytes(range(256)))
     server.wait_log(r"\[echo\] echo::onStart")
+
+
+def test_original_examples_serve_on_the_config_migrated_from_the_originals(tmp_path):
+    """examples/conf/ws.json + lapps.json through `lapps migrate-config`, the examples folder as
+    the services folder, as it is: echo_lapps logs in, echoes and gets the server time; the
+    mqr pair runs; echo has auto_start = false and nothing that starts depends on it: 404."""
+    out = tmp_path / "lapps.toml"
+    conf = EXAMPLES / "conf"
+    done = run_cli("migrate-config", str(conf / "ws.json"), str(conf / "lapps.json"), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "lapps", "--config", str(out), "--port", str(port),
+                                 "--ip", "127.0.0.1", "--admin-port", "0"],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    server = Server(proc, port, out, log_path, workers=3)
+    try:
+        server.wait_log(r"lapps\[worker \d+\] INFO serving", count=3, timeout=15)
+        with connect(f"ws://127.0.0.1:{port}/echo_lapps") as client:
+            authkey = login(client)
+            assert client.request("echo", [{"authkey": authkey}, "migrated"]) == [{"authkey": authkey}, "migrated"]
+            client.notify("subscribe", [{"authkey": authkey}], cid=5)
+            assert client.next_oon(5, timeout=5)[0].startswith("Server time: ")
+        server.wait_log(r"\[mqr_receiver\] Received \d+ messages per", count=2, timeout=10)
+        with pytest.raises(HandshakeRejected) as refused:
+            connect(f"ws://127.0.0.1:{port}/echo", timeout=5)
+        assert refused.value.status == 404
+    finally:
+        server.stop()
