@@ -3,13 +3,13 @@
 README "The Lua sandbox" is the user's side of this: the trust it assumes, every refusal and
 why, and the table of attempts that tests/test_sandbox_escapes.py makes against the server.
 
-It runs once in each new runtime, before any host module or service code, while the
-state still has the whole standard library. Everything it keeps for itself (the real
-`load`, `loadfile`, `jit`, `pcall`, `io.open`) lives in locals of this chunk, which no
-service can reach: `debug` (the only door to upvalues and the registry) leaves with it.
-Every function it hands out uses only such locals, never globals, so a service that
-rewrites its globals, `string`, or a function's environment (`setfenv`) changes its own
-view only, never these checks.
+The chunk (sandbox.lua) runs once in each new runtime, before any host module or service
+code, while the state still has the whole standard library. Everything it keeps for itself
+(the real `load`, `loadfile`, `jit`, `pcall`, `io.open`) lives in locals of this chunk,
+which no service can reach: `debug` (the only door to upvalues and the registry) leaves
+with it. Every function it hands out uses only such locals, never globals, so a service
+that rewrites its globals, `string`, or a function's environment (`setfenv`) changes its
+own view only, never these checks.
 
 What the sandbox stands for:
 - the instruction budget cannot be escaped: the JIT stays off (hooks do not run inside

@@ -3,7 +3,9 @@
 Each `install_*` function builds one module table in a given runtime and returns it, from
 its Lua half in a `.lua` file beside it. Every module accepts both call styles of the
 original LAppS (`m.f(x)` and `m:f(x)`): a tiny Lua wrapper drops the module when it comes as
-the first argument, so the check costs no Python call.
+the first argument, so the check costs no Python call. Each `.lua` file of the host starts
+with an empty line, as the Python strings they were did: a chunk's name and line numbers
+(what an error or a traceback shows) stay what they were.
 
 `HOST_MODULES` is the one place that says which modules exist, who installs them and who
 may have them: the config's `preload` check (lapps/config.py), `lapps check-config`'s rule
