@@ -29,7 +29,6 @@ import toml
 from .lua.modules import PRELOAD_MODULES   # the host modules' table: names only, no lupa
 
 
-
 class ConfigError(Exception):
     """The configuration cannot be used. The message says where (dotted key or file) and why."""
 
