@@ -26,8 +26,7 @@ from typing import Any, Callable, Mapping
 
 import toml
 
-PRELOAD_MODULES = ("nap", "time", "murmur", "mqr", "cws")
-"""Optional Lua host modules a service may ask for in `preload`."""
+from .lua.modules import PRELOAD_MODULES   # the host modules' table: names only, no lupa
 
 
 class ConfigError(Exception):

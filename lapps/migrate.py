@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
-from .config import PRELOAD_MODULES
+from .lua.modules import HOST_MODULES, PRELOAD, PRELOAD_MODULES, STANDALONE_ONLY
 
-# Modules every service here has as a global without asking (lapps/lua/service.py).
-ALWAYS_THERE = ("nljson", "bcast", "ws")
-# Blocking modules: refused for reactive services (lapps/commands/config.py config_problems).
-STANDALONE_ONLY = ("nap", "cws")
+# Modules every service here has as a global without asking (lapps/lua/modules HOST_MODULES;
+# `ws` is the reactive host's own).
+ALWAYS_THERE = (*(m.name for m in HOST_MODULES.values() if m.when != PRELOAD), "ws")
 # The original's tls_*_version numbers as TLS versions, as read here: 1 = 1.0 ... 4 = 1.3 (its
 # default is 3, its examples say 4). This server offers 1.2 and 1.3 only.
 TLS_VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3"}

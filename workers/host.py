@@ -52,7 +52,8 @@ def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
     """Frame onto `out` the replies Lua kept back, from `kept[i]` on; return how many.
 
     An entry is `opcode, data` (a raw message) or `0, n, v1..vn` (the LAppS answer
-    {cid = 0, status = 1, result = {v1..vn}}). Lua checked each as ws:send would, and
+    {cid = 0, status = 1, result = {v1..vn}}): the format is written down once, in
+    lapps/lua/ws.lua, "The kept-reply wire format". Lua checked each as ws:send would, and
     keeps none where compression or auto-fragmenting is on, so they are framed plainly.
     """
     n = len(kept)

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..config import Config, ConfigError, default_config_path, load_config, to_toml
+from ..lua.modules import STANDALONE_ONLY
 from ..tls import needs_tls, server_context
 from . import add_config_flags, new_parser, overrides
 
@@ -22,7 +23,7 @@ def config_problems(config: Config) -> list[str]:
     """
     problems = []
     for name, svc in config.services.items():
-        for blocking in ("nap", "cws"):
+        for blocking in STANDALONE_ONLY:
             if blocking in svc.preload and not svc.standalone:
                 problems.append(f"services.{name}.preload: {blocking} is for standalone services only "
                                 "(it blocks, which would stall the worker)")

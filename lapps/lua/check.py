@@ -13,11 +13,7 @@ from pathlib import Path
 
 from .runtime import new_runtime
 
-_COMPILE = b"""
-local source, name = ...
-local fn, err = loadstring(source, name)
-return fn ~= nil, err
-"""
+_COMPILE = (Path(__file__).parent / "check.lua").read_bytes()
 
 
 def problems(folder: Path) -> list[str]:

@@ -12,186 +12,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import cbor2
-
 from ..config import ServiceConfig
-from ..ipc.bus import BusError
-from .modules.basic import install_murmur, install_nap, install_time
-from .modules.cws import install_cws
+from .modules import HOST_MODULES, OFFERED, PRELOAD, NotOffered
+from .modules.bcast import Bcast
 from .modules.cws_tls import TlsOptions
-from .modules.nljson import install_nljson
+from .modules.mqr import Mqr
 from .runtime import LuaError, LuaMemoryError, Runtime, describe_lua_error, lua_type, new_runtime
 from .values import LuaValues
 
 REACTIVE_FUNCTIONS = ("onStart", "onShutdown", "onDisconnect", "onMessage")
 STANDALONE_FUNCTIONS = ("init", "run")
 
-# The host modules accept both call styles of the original (`ws:send(...)` and
-# `ws.send(...)`): the check runs in Lua, where it costs next to nothing, instead of in
-# Python per message. `ws:send(h, table)` is the LAppS-protocol form.
-_WS_MODULE = b"""
-local py_send, py_send_message, py_close, py_deferred, max_out, py_reply, lapps = ...
-local type, unpack, next = type, unpack, next
-local ws = {}
-
--- The usual LAppS answer, {cid = N, status = S, result = {strings, numbers, booleans}},
--- is taken apart here and its pieces passed in one call, so that Python need not walk two
--- tables entry by entry through lupa. Returns #result when `t` has exactly that shape
--- (anything else goes the general way, which converts and checks every table).
-local function reply_size(t)
-  local result, cid, status = t.result, t.cid, t.status
-  if type(result) ~= "table" or (cid ~= nil and type(cid) ~= "number")
-      or (status ~= nil and type(status) ~= "number") then
-    return nil
-  end
-  local keys = 1
-  for k in next, t do keys = keys + 1 end
-  if keys ~= 2 + (cid ~= nil and 1 or 0) + (status ~= nil and 1 or 0) then return nil end
-  local n = #result
-  if n == 0 or n > 64 then return nil end
-  local count = 0
-  for k, v in next, result do
-    local tv = type(v)
-    if (tv ~= "string" and tv ~= "number" and tv ~= "boolean") or type(k) ~= "number"
-        or k < 1 or k > n or k % 1 ~= 0 then
-      return nil
-    end
-    count = count + 1
-  end
-  if count ~= n then return nil end
-  return n
-end
-
--- Replies to the connection whose message is being handled are the common case (an echo,
--- a request's answer). They are kept here and handed to Python as onMessage's extra
--- return values: one Lua/Python crossing each way per message instead of two. Only sends
--- whose result is already known qualify, so ws:send returns exactly what the direct path
--- would: a string to `cur`, binary, or the very text that arrived (so valid UTF-8), while
--- the buffer has room by the worker's rule (`used`: the worker's queued bytes plus the
--- frames kept here; -1: keep nothing, e.g. with compression, where sizes are unknown);
--- and, in a LAppS service, a success answer {cid = 0, status = 1, result = {...}} of
--- reply_size's shape (always valid) while nothing at all is queued (so it fits whatever
--- its size). Kept entries: opcode, data (a frame) or 0, #result, result... (an answer).
-local cur, cur_text, used, n = nil, nil, -1, 0
-local q = {}
-
-local function hand_over()
-  -- before anything that must come after the kept replies (a direct send, a close)
-  local k = n
-  n = 0
-  py_deferred(cur, unpack(q, 1, k))
-end
-
-function ws.send(a, b, c, d)
-  if a == ws then a, b, c = b, c, d end
-  if a == cur and used >= 0 and type(c) == "string" and (b == 2 or (b == 1 and c == cur_text)) then
-    local len = #c
-    if used == 0 or used + len <= max_out then
-      used = used + len + (len < 126 and 2 or (len < 65536 and 4 or 10))
-      q[n + 1] = b
-      q[n + 2] = c
-      n = n + 2
-      return true
-    end
-  end
-  local size = type(b) == "table" and reply_size(b)
-  if size and lapps and used == 0 and a == cur and b.cid == 0 and b.status == 1 then
-    q[n + 1] = 0
-    q[n + 2] = size
-    for i = 1, size do q[n + 2 + i] = b.result[i] end
-    n = n + 2 + size
-    used = -1   -- its size is known only once encoded: later sends go the direct way
-    return true
-  end
-  if n > 0 then hand_over() end
-  if a == cur then used = -1 end   -- the direct path may have changed the connection
-  if size then return py_reply(a, b.cid, b.status, unpack(b.result, 1, size)) end
-  if type(b) == "table" then return py_send_message(a, b) end
-  return py_send(a, b, c)
-end
-
-function ws.close(a, b, c, d)
-  if a == ws then a, b, c = b, c, d end
-  if n > 0 then hand_over() end
-  if a == cur then used = -1 end
-  return py_close(a, b, c)
-end
-
-ws.TEXT = 1
-ws.BINARY = 2
-
-local function finish(ok)
-  cur, cur_text = nil, nil
-  if n == 0 then return ok end
-  local k = n
-  n = 0
-  return ok, unpack(q, 1, k)
-end
-
--- onMessage as the worker calls it: (handler, opcode, message, used) -> ok[, kept...]
-local function dispatcher(call)
-  return function(h, op, m, u)
-    cur, used, n = h, u or -1, 0
-    cur_text = op == 1 and m or nil
-    return finish(call(h, op, m))
-  end
-end
-
--- onMessage of a LAppS-protocol service: (handler, msg_type, used, parts of the message...)
--- -> ok[, kept...]; the table is built here by `build` (values.py's build_request), so it
--- never crosses to Python
-local function request_dispatcher(call, build)
-  return function(h, mt, u, ...)
-    cur, used, n, cur_text = h, u, 0, nil
-    return finish(call(h, mt, build(...)))
-  end
-end
-
--- after onMessage raised: the replies it made before the error, so they still go out
-local function take_kept()
-  cur, cur_text = nil, nil
-  local k = n
-  n = 0
-  return unpack(q, 1, k)
-end
-
-return ws, dispatcher, take_kept, request_dispatcher
-"""
-
-_BCAST_MODULE = b"""
-local py_create, py_subscribe, py_unsubscribe, py_send = ...
-local bcast = {}
-local function args(a, ...)
-  if a == bcast then return ... end
-  return a, ...
-end
-function bcast.create(...) return py_create(args(...)) end
-function bcast.subscribe(...) return py_subscribe(args(...)) end
-function bcast.unsubscribe(...) return py_unsubscribe(args(...)) end
-function bcast.send(...) return py_send(args(...)) end
-return bcast
-"""
-
-_MQR_MODULE = b"""
-local py_post, py_recv, py_try_recv = ...
-local mqr = {}
-function mqr.create(a, b)
-  local name = a
-  if a == mqr then name = b end
-  if type(name) ~= "string" then error("mqr.create: the queue name must be a string", 2) end
-  local q = {name = name}
-  function q.post(x, y)
-    if x == q then x = y end
-    return py_post(name, x)
-  end
-  function q.recv() return py_recv(name) end
-  function q.try_recv() return py_try_recv(name) end
-  return q
-end
-return mqr
-"""
+# The `ws` module and the onMessage dispatchers (ws.lua, where the kept-reply format is
+# written down). Like every host module it accepts both call styles of the original
+# (`ws:send(...)` and `ws.send(...)`): the check runs in Lua, where it costs next to
+# nothing, instead of in Python per message. `ws:send(h, table)` is the LAppS-protocol form.
+# Its chunk name is still its text's first (empty) line, as when it was a Python string.
+_WS_MODULE = (Path(__file__).parent / "ws.lua").read_bytes()
 
 
 _HEADROOM = 1 << 20   # bytes of Lua heap a call needs beside its message (make_room)
@@ -199,33 +39,6 @@ _HEADROOM = 1 << 20   # bytes of Lua heap a call needs beside its message (make_
 
 class ServiceBootError(Exception):
     """A service that cannot start: the message names the service and its file:line."""
-
-
-@dataclass
-class Bcast:
-    """The hosting process's side of the `bcast` module; each returns True or (False, why)."""
-
-    create: Callable[[int], Any]
-    subscribe: Callable[[int, int], Any]
-    unsubscribe: Callable[[int, int], Any]
-    publish: Callable[[int, object], Any]   # channel, message as Python data
-
-
-@dataclass
-class Mqr:
-    """The hosting process's side of `mqr`: queues of CBOR-encoded messages."""
-
-    post: Callable[[str, bytes], None]
-    try_recv: Callable[[str], bytes | None]
-    recv: Callable[[str], bytes | None] | None   # None where blocking is not allowed (workers)
-
-
-def _int_arg(value: Any, what: str) -> int:
-    if type(value) is float and value.is_integer():
-        return int(value)
-    if type(value) is not int:
-        raise TypeError(f"{what} must be an integer")
-    return value
 
 
 class ServiceInstance:
@@ -243,29 +56,30 @@ class ServiceInstance:
             self.lua = self.runtime.lua
             self.values = LuaValues(self.lua)
             g = self.lua.globals()
-            g.nljson = install_nljson(self.lua, self.values, svc.directory)
-            for name in svc.preload:
-                if name == "time":
-                    g.time = install_time(self.lua)
-                elif name == "murmur":
-                    g.murmur = install_murmur(self.lua)
-                elif name == "nap":   # the config refuses it for reactive services
-                    g.nap = install_nap(self.lua)
-                elif name == "mqr":
-                    if mqr is None:
-                        raise ServiceBootError(f"service {svc.name}: mqr is not available here")
-                    g.mqr = self._mqr_module(mqr)
-                elif name == "cws":   # WebSocket client; its eventLoop() blocks (standalone services)
-                    g.cws = install_cws(self.lua, self.values, TlsOptions(
-                        svc.cws_verify, svc.cws_ca_file, svc.cws_connect_to))
-            if bcast is not None and (svc.standalone or svc.protocol == "lapps"):
-                g.bcast = self._bcast_module(bcast)
+            offered = {"lua": self.lua, "values": self.values, "directory": svc.directory,
+                       "tls": TlsOptions(svc.cws_verify, svc.cws_ca_file, svc.cws_connect_to),
+                       "mqr": mqr,
+                       "bcast": bcast if svc.standalone or svc.protocol == "lapps" else None}
+            self._install_modules(g, offered)
             # the sandbox's collectgarbage, taken now: a service that replaces the global
             # must not have its own function run by recover(), outside any guarded call
             self._collect = self.lua.execute(
                 b"local collect = collectgarbage return function() collect() collect() end")
         except LuaError as e:
             raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
+
+    def _install_modules(self, g: Any, offered: dict[str, Any]) -> None:
+        """The host modules of HOST_MODULES this service has, as globals: those of every
+        service, those it names in `preload` (the config has refused the ones it may not
+        have), and those the host offers (bcast where there are channels)."""
+        for module in HOST_MODULES.values():
+            if module.when == PRELOAD and module.name not in self.config.preload:
+                continue
+            try:
+                g[module.name.encode()] = module.install(offered)
+            except NotOffered as e:
+                if module.when != OFFERED:
+                    raise ServiceBootError(f"service {self.name}: {e}") from None
 
     def load(self, required: tuple[str, ...]) -> Any:
         """Run the script; check that it returned a table with the `required` functions."""
@@ -301,63 +115,6 @@ class ServiceInstance:
         at once, or the next allocation of any connection would fail too."""
         if isinstance(error, LuaMemoryError):
             self._collect()
-
-    # ---- host modules ----------------------------------------------------------------
-
-    def _bcast_module(self, bcast: Bcast) -> Any:
-        values = self.values
-
-        def create(channel: Any = None) -> Any:
-            try:
-                return bcast.create(_int_arg(channel, "bcast channel"))
-            except TypeError as e:
-                return False, str(e).encode()
-
-        def subscribe(channel: Any = None, handler: Any = None) -> Any:
-            try:
-                return bcast.subscribe(_int_arg(channel, "bcast channel"), _int_arg(handler, "handler"))
-            except TypeError as e:
-                return False, str(e).encode()
-
-        def unsubscribe(channel: Any = None, handler: Any = None) -> Any:
-            try:
-                return bcast.unsubscribe(_int_arg(channel, "bcast channel"), _int_arg(handler, "handler"))
-            except TypeError as e:
-                return False, str(e).encode()
-
-        def send(channel: Any = None, message: Any = None) -> Any:
-            try:
-                return bcast.publish(_int_arg(channel, "bcast channel"), values.from_lua(message))
-            except (TypeError, ValueError) as e:
-                return False, str(e).encode()
-
-        return self.lua.execute(_BCAST_MODULE, create, subscribe, unsubscribe, send)
-
-    def _mqr_module(self, mqr: Mqr) -> Any:
-        values = self.values
-
-        def post(name: bytes, message: Any = None) -> Any:
-            try:
-                mqr.post(name.decode(), cbor2.dumps(values.from_lua(message)))
-                return True
-            except (TypeError, ValueError, BusError) as e:
-                return False, str(e).encode()
-
-        def decoded(payload: bytes | None) -> Any:
-            return None if payload is None else values.to_lua(cbor2.loads(payload))
-
-        def try_recv(name: bytes) -> Any:
-            try:
-                return decoded(mqr.try_recv(name.decode()))
-            except (BusError, TimeoutError) as e:
-                return None, str(e).encode()
-
-        def recv(name: bytes) -> Any:
-            if mqr.recv is None:
-                raise RuntimeError("mqr recv() blocks: reactive services use try_recv()")
-            return decoded(mqr.recv(name.decode()))
-
-        return self.lua.execute(_MQR_MODULE, post, recv, try_recv)
 
 
 def reply_sender(values: LuaValues, send_message: Callable[[Any, Any], Any]) -> Callable[..., Any]:

@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
-_TIME_MODULE = b"""
-local py_now = ...
-local time = {}
-function time.now() return py_now() end   -- takes no argument: time:now() works too
-return time
-"""
+_TIME_MODULE = (Path(__file__).parent / "time.lua").read_bytes()
 
 
 def install_time(lua: Any) -> Any:
@@ -38,33 +34,7 @@ def install_time(lua: Any) -> Any:
     return lua.execute(_TIME_MODULE, now, name="=time")
 
 
-_NAP_MODULE = b"""
-local py_sleep = ...
-local type, error, tostring, setmetatable = type, error, tostring, setmetatable
-local huge = math.huge
-
-local methods = {}
-local NAP = { __index = methods, __metatable = "nap" }
-
--- obj:sleep(n) passes the object first; obj.sleep(n) does not
-local function sleeper(name, unit, per_second)
-  return function(a, b)
-    if type(a) == "table" then a = b end
-    if type(a) ~= "number" or not (a >= 0 and a < huge) then
-      error("nap:" .. name .. ": expects a non-negative number of " .. unit .. ", got "
-            .. tostring(a), 2)
-    end
-    py_sleep(a / per_second)
-  end
-end
-methods.sleep = sleeper("sleep", "seconds", 1)
-methods.usleep = sleeper("usleep", "microseconds", 1e6)
-methods.nsleep = sleeper("nsleep", "nanoseconds", 1e9)
-
-local nap = {}
-function nap.new() return setmetatable({}, NAP) end   -- nap:new() and nap.new() alike
-return nap
-"""
+_NAP_MODULE = (Path(__file__).parent / "nap.lua").read_bytes()
 
 
 def install_nap(lua: Any) -> Any:
@@ -74,22 +44,7 @@ def install_nap(lua: Any) -> Any:
     return lua.execute(_NAP_MODULE, sleep, name="=nap")
 
 
-_MURMUR_MODULE = b"""
-local py_hashstr, py_hashnum = ...
-local type, rawequal, error = type, rawequal, error
-local murmur = {}
-local function arg(name, a, b)
-  if rawequal(a, murmur) then a = b end
-  local t = type(a)
-  if t ~= "string" and t ~= "number" then
-    error("murmur." .. name .. ": expects a string or a number, got " .. t, 3)
-  end
-  return a
-end
-function murmur.hashstr(a, b) return (py_hashstr(arg("hashstr", a, b))) end
-function murmur.hashnum(a, b) return (py_hashnum(arg("hashnum", a, b))) end
-return murmur
-"""
+_MURMUR_MODULE = (Path(__file__).parent / "murmur.lua").read_bytes()
 
 _MASK64 = (1 << 64) - 1
 _MASK53 = (1 << 53) - 1

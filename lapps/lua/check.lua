@@ -1,0 +1,4 @@
+
+local source, name = ...
+local fn, err = loadstring(source, name)
+return fn ~= nil, err
