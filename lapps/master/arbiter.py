@@ -26,7 +26,7 @@ from ..ipc.mqr import MqrBroker
 from ..ipc.slots import SlotBlock, WorkerState
 from ..startup import standalone_order
 from ..ws.codec import DESCRIPTION as CODEC
-from .acl import Acl
+from ..acl import Acl
 from .deployer import Deployer, DeployHooks
 from .listeners import Dispatcher, bind_listener, start_listeners
 from .sdnotify import sd_notify
