@@ -34,7 +34,9 @@ run: $(STAMP) js
 # checkout without the C extension runs; its protocol, frame, echo and barrier tests (about 15 s).
 NO_SPEEDUPS_TESTS := tests/test_frames.py tests/test_protocol.py tests/test_protocol_properties.py \
 	tests/test_speedups.py tests/test_server_echo.py tests/test_server_codec.py tests/test_fault_barrier.py
+# lint-imports first: the layering contracts of pyproject.toml ([tool.importlinter]) fail the build.
 test: $(STAMP) docs-deps js browser-deps
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 	LAPPS_NO_SPEEDUPS=1 $(PY) -m pytest -q $(NO_SPEEDUPS_TESTS)
 	@if tests/autobahn/run.sh --probe; then $(MAKE) --no-print-directory autobahn; \

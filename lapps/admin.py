@@ -256,11 +256,9 @@ class LappsCollector:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
 
-    def collect(self):
-        obs = self.observer
-        now = time.monotonic()
-        rows = obs.workers()
-
+    @staticmethod
+    def _families() -> tuple[Any, ...]:
+        """This scrape's empty metric families, in the order collect() yields them."""
         def family(kind: type, name: str, doc: str, labels: list[str]) -> Any:
             return kind(name, doc, labels=labels)
 
@@ -298,6 +296,16 @@ class LappsCollector:
                      "Resident memory of each server process.", ["process"])
         cpu = family(CounterMetricFamily, "lapps_process_cpu_seconds_total",
                      "User and system CPU time of each server process.", ["process"])
+        return (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, internal, backlog, dropped,
+                restarts, heartbeat, rss, cpu)
+
+    def collect(self):
+        obs = self.observer
+        now = time.monotonic()
+        rows = obs.workers()
+        families = self._families()
+        (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, internal, backlog, dropped,
+         restarts, heartbeat, rss, cpu) = families
 
         master = obs.procs.sample(obs.master_pid)
         if master:
@@ -336,8 +344,7 @@ class LappsCollector:
             if proc:
                 rss.add_metric([f"service {sp.label}"], proc[0])
                 cpu.add_metric([f"service {sp.label}"], proc[1])
-        yield from (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, internal, backlog, dropped,
-                    restarts, heartbeat, rss, cpu)
+        yield from families
 
 
 # ---------------------------------------------------------------------- the HTTP server

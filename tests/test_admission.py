@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lapps.ipc.slots import SlotView, WorkerState
-from lapps.master.acl import Acl
+from lapps.acl import Acl
 from lapps.master.balancer import pick_worker
 
 

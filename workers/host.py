@@ -24,7 +24,7 @@ from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, e
 from lapps.logs import RepeatLimiter
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService, ServiceBootError
-from lapps.master.acl import Acl
+from lapps.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
 from lapps.ws.frames import frame_header, frame_into
 from lapps.ws.protocol import State

@@ -1,1 +1,2 @@
-"""The master process: arbiter (lifecycle, signals), listeners, balancer, ACL."""
+"""The master process: arbiter (lifecycle, signals), children (records, backoff, heartbeats),
+listeners, balancer, deployer."""

@@ -14,10 +14,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import prctl
 
+from ..acl import Acl
 from ..admin import AdminServer, start_admin
 from ..config import Config, ConfigError
 from ..logs import reopen_logs
@@ -26,7 +26,7 @@ from ..ipc.mqr import MqrBroker
 from ..ipc.slots import SlotBlock, WorkerState
 from ..startup import standalone_order
 from ..ws.codec import DESCRIPTION as CODEC
-from .acl import Acl
+from .children import ServiceProc, WorkerProc, backoff, check_heartbeats, describe_exit
 from .deployer import Deployer, DeployHooks
 from .listeners import Dispatcher, bind_listener, start_listeners
 from .sdnotify import sd_notify
@@ -37,54 +37,12 @@ WorkerTarget = Callable[[int, Config, socket.socket, SlotBlock, int], int]
 ServiceTarget = Callable[[str, int, Config, SlotBlock, int], int]
 
 _TICK = 0.25                  # seconds between supervision passes
-_ABORT_GRACE = 2.0            # seconds between SIGABRT and SIGKILL for a stuck worker
-_STALE_CONFIRM = 1.0          # seconds a stale heartbeat must stay stale before the abort
-_MAX_BACKOFF = 5.0            # seconds: ceiling of the respawn delay of a crashing slot
-_HEALTHY_AFTER = 10.0         # seconds alive after which a worker's crash streak is forgotten
 _MIN_SLOTS = 16               # worker slots in the shared block, at least
 DRAIN_SIGNAL = signal.SIGUSR2  # master -> worker: take no more, finish within drain_timeout, exit
 
 
-def _describe_exit(code: int) -> str:
-    return f"signal {-code}" if code < 0 else f"status {code}"
-
-
 class HaltServer(Exception):
     """A failure the server cannot recover from by respawning (a worker that cannot boot)."""
-
-
-@dataclass
-class WorkerProc:
-    """The master's record of the process in one worker slot."""
-
-    index: int                   # its slot in the shared block (and its bus name)
-    generation: int = 0          # the config generation it runs (a reload starts a new one)
-    pid: int = 0
-    channel: socket.socket | None = None
-    started: float = 0.0
-    crashes: int = 0             # consecutive early deaths, for the backoff
-    respawn_at: float = 0.0      # 0: no respawn pending
-    aborted_at: float = 0.0      # when SIGABRT was sent for a stale heartbeat
-    stale_since: float = 0.0     # when the master first saw its heartbeat stale
-    restarts: int = 0            # respawns after an unexpected exit (lapps_worker_restarts_total)
-    draining: bool = False       # told to finish its connections and exit (reload, SIGTTOU)
-
-
-@dataclass
-class ServiceProc:
-    """The master's record of one standalone service instance's process."""
-
-    name: str
-    instance: int
-    pid: int = 0
-    started: float = 0.0
-    crashes: int = 0
-    respawn_at: float = 0.0
-    retired: bool = False        # replaced by a reload: not restarted when it exits
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}#{self.instance + 1}"
 
 
 class Arbiter:
@@ -290,7 +248,8 @@ class Arbiter:
                     self._reap_all(2.0)
                     return
                 continue
-            self._check_heartbeats(now)
+            check_heartbeats(self.workers, self.slots, self.config.workers.heartbeat_timeout, now,
+                             self._signal, self.log)
             self._check_generation()
             if self.deployer is not None and not self.reloading:
                 self.deployer.tick(now)
@@ -510,7 +469,7 @@ class Arbiter:
             self.slots.reset(w.index)
             self.dispatcher.reset(w.index)
             self.log.info("worker %d (generation %d) exited with %s", w.index + 1, w.generation,
-                          _describe_exit(code))
+                          describe_exit(code))
             return
         if boot_failed and self.reloading:
             return self._abort_reload(f"worker {w.index + 1} could not boot; see the error above")
@@ -519,9 +478,9 @@ class Arbiter:
                              "stopping the server; see the error above")
         self.slots.reset(w.index)
         w.restarts += 1
-        delay = self._backoff(w)
+        delay = backoff(w)
         self.log.warning("worker %d (pid %d) exited with %s; respawning in %.1fs",
-                         w.index + 1, slot.pid or 0, _describe_exit(code), delay)
+                         w.index + 1, slot.pid or 0, describe_exit(code), delay)
 
     def _service_exited(self, sp: ServiceProc, status: int) -> None:
         """A standalone instance never takes the server down: it is restarted, with backoff."""
@@ -532,45 +491,9 @@ class Arbiter:
             self.services.remove(sp)
             return
         code = os.waitstatus_to_exitcode(status)
-        delay = self._backoff(sp)
+        delay = backoff(sp)
         self.log.warning("service %s (pid %d) exited with %s; restarting in %.1fs",
-                         sp.label, pid, _describe_exit(code), delay)
-
-    @staticmethod
-    def _backoff(child: WorkerProc | ServiceProc) -> float:
-        """Schedule the respawn: at once after a healthy life, then doubling to a ceiling."""
-        now = time.monotonic()
-        if now - child.started > _HEALTHY_AFTER:
-            child.crashes = 0
-        delay = 0.0 if child.crashes == 0 else min(_MAX_BACKOFF, 0.1 * 2 ** child.crashes)
-        child.crashes += 1
-        child.respawn_at = now + delay
-        return delay
-
-    def _check_heartbeats(self, now: float) -> None:
-        timeout = self.config.workers.heartbeat_timeout
-        for w in self.workers:
-            if not w.pid:
-                continue
-            if w.aborted_at:
-                if now - w.aborted_at > _ABORT_GRACE:
-                    self._signal(w, signal.SIGKILL)
-                continue
-            slot = self.slots.read(w.index)
-            if slot.state not in (WorkerState.RUNNING, WorkerState.DRAINING) or now - slot.heartbeat <= timeout:
-                w.stale_since = 0.0
-                continue
-            # The slot is read without a lock, so one reading can be torn (a new state with
-            # an old heartbeat): a worker is aborted only when a second look, a second
-            # later, still finds it stale.
-            if not w.stale_since:
-                w.stale_since = now
-            elif now - w.stale_since >= _STALE_CONFIRM:
-                self.log.error("worker %d (pid %d) missed its heartbeat for %.1fs (slot: state %s, "
-                               "heartbeat %.3f, now %.3f): aborting it", w.index + 1, w.pid,
-                               now - slot.heartbeat, slot.state.name, slot.heartbeat, now)
-                w.aborted_at = now
-                self._signal(w, signal.SIGABRT)
+                         sp.label, pid, describe_exit(code), delay)
 
     def _signal(self, child: WorkerProc | ServiceProc, sig: int) -> None:
         try:

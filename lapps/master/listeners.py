@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Callable
 
 from .. import SERVER_HEADER
+from ..acl import Acl
 from ..config import Config
 from ..ipc.channel import send_socket
 from ..ipc.slots import SlotBlock
 from ..logs import RepeatLimiter
 from ..ws.handshake import error_response
-from .acl import Acl
 from .balancer import pick_worker
 
 _ACCEPT_POLL = 0.5   # seconds: how often a blocked accept looks at the stop flag

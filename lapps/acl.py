@@ -1,4 +1,8 @@
-"""Address-based admission: a policy and its exceptions (DESIGN §2 `acl`)."""
+"""Address-based admission: a policy and its exceptions (DESIGN §2 `acl`).
+
+Pure logic with two users, so it lives beside both rather than in either's room: the master's
+listeners close a connection the server ACL refuses at accept, a worker's service routes answer
+403 for a service ACL (workers never import lapps.master: the contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
