@@ -38,42 +38,25 @@ header value with a line break, a ping over 125 bytes).
 from __future__ import annotations
 
 import base64
-import codecs
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from enum import IntEnum
 
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode, is_valid_close_code
-from .frames import BadClose, close_payload, frame_header, mask, parse_close
+from .frames import frame_header, mask
+from .framing import EV_CLOSED, EV_PONG, FrameParser, State
 from .handshake import accept_key
-from .protocol import EV_CLOSED
 
 _DIGITS = re.compile(r"[0-9]+")
 
 EV_OPEN = 0x102
 EV_REJECTED = 0x103
-EV_PONG = 0x104
 
-_CONT = Opcode.CONTINUATION.value
-_TEXT = Opcode.TEXT.value
-_BINARY = Opcode.BINARY.value
-_CLOSE = Opcode.CLOSE.value
-_PING = Opcode.PING.value
-_PONG = Opcode.PONG.value
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+_DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION)   # what send() takes
 # RFC 9110 token characters: what a header name (and a subprotocol) may contain
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 MAX_REJECT_BODY = 65536
 """Bytes of a non-101 answer's body kept for EV_REJECTED; the rest is ignored."""
-
-
-class State(IntEnum):
-    CONNECTING = 0  # request queued; reading the response head
-    REJECTED = 1    # a non-101 head arrived; reading its body
-    OPEN = 2
-    CLOSING = 3     # our close frame is queued; waiting for the server's
-    CLOSED = 4      # done: flush `out`, then close TCP
 
 
 class _BadResponse(ValueError):
@@ -131,8 +114,9 @@ def _tokens(headers: list[tuple[str, str]], name: str) -> list[str]:
     return [t.strip().lower() for v in _values(headers, name) for t in v.split(",") if t.strip()]
 
 
-class ClientProtocol:
-    """One client connection: upgrade request, response check, frames, close handshake.
+class ClientProtocol(FrameParser):
+    """One client connection: upgrade request, response check, then the frame parser's
+    client end (`framing.FrameParser`, shared with the server), close handshake.
 
     `host` is the Host header's value (with `:port` when not the scheme's default),
     `path` the request target (path and query). `extra_headers` are `(name, value)` pairs
@@ -141,37 +125,24 @@ class ClientProtocol:
     """
 
     __slots__ = (
-        "state", "out", "events", "key", "subprotocols", "subprotocol", "status", "headers",
-        "max_message_size", "max_head_size", "close_code", "close_reason", "close_received",
-        "_random", "_head", "_buf", "_body_len", "_msg_opcode", "_msg_size", "_parts", "_utf8",
-        "_sending_fragmented",
+        "key", "subprotocols", "subprotocol", "status", "headers", "max_head_size",
+        "_random", "_head", "_body_len", "_sending_fragmented",
     )
 
     def __init__(self, host: str, path: str, subprotocols: Iterable[str] = (),
                  extra_headers: Iterable[tuple[str, str]] = (), max_message_size: int = 16 * 1024 * 1024,
                  *, max_head_size: int = 16384, ws_key: str | None = None,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
-        self.state = State.CONNECTING
-        self.out = bytearray()
-        self.events: list[tuple[int, object]] = []
+        super().__init__(client=True, max_message_size=max_message_size)
         self._random = random_bytes
         self.key = ws_key or base64.b64encode(random_bytes(16)).decode("ascii")
         self.subprotocols = tuple(subprotocols)
         self.subprotocol: str | None = None       # what the server chose, once OPEN
         self.status = 0                           # HTTP status of the answer
         self.headers: list[tuple[str, str]] = []  # its headers, names in lower case
-        self.max_message_size = max_message_size
         self.max_head_size = max_head_size
-        self.close_code: int | None = None        # the code that ended (or is ending) the connection
-        self.close_reason = ""
-        self.close_received = False               # the server's close frame arrived
         self._head = bytearray()                  # response head, then the body of a rejection
-        self._buf = bytearray()                   # frame bytes not yet consumed
         self._body_len: int | None = None         # Content-Length of a rejection
-        self._msg_opcode = 0                      # TEXT or BINARY while a fragmented message is read
-        self._msg_size = 0
-        self._parts: list[bytes] = []
-        self._utf8 = None
         self._sending_fragmented = False          # our last send() had fin=False
         self.out += upgrade_request(host, path, self.key, self.subprotocols, extra_headers)
 
@@ -181,8 +152,7 @@ class ClientProtocol:
         """Feed bytes read from the socket. `data` is not kept after the call returns."""
         state = self.state
         if state == State.OPEN or state == State.CLOSING:
-            self._buf += data
-            self._parse()
+            self._parse(data)
         elif state == State.CONNECTING:
             self._receive_head(data)
         elif state == State.REJECTED:
@@ -219,9 +189,9 @@ class ClientProtocol:
         self.state = State.OPEN
         self.events.append((EV_OPEN, self.subprotocol))
         if head:
-            self._buf += head
+            pending = bytes(head)
             head.clear()
-            self._parse()
+            self._parse(pending)
 
     def _check_101(self) -> str | None:
         """Validate a 101 answer (RFC 6455 §4.1, client steps 1-6); the chosen subprotocol."""
@@ -262,130 +232,14 @@ class ClientProtocol:
         self.state = State.CLOSED
         self.events.append((EV_REJECTED, (self.status, self.headers, body)))
 
-    def _parse(self) -> None:
-        """Consume every whole frame in `_buf`. A frame waits until it is all there; its
-        header is checked as soon as its first bytes are, so a bad frame fails at once."""
-        buf = self._buf
-        pos = 0
-        end = len(buf)
-        try:
-            while end - pos >= 2:
-                b0 = buf[pos]
-                b1 = buf[pos + 1]
-                if b1 & 0x80:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "masked server frame")
-                if b0 & 0x70:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
-                opcode = b0 & 0x0F
-                fin = b0 & 0x80
-                ln = b1 & 0x7F
-                if opcode & 0x08:
-                    if opcode != _CLOSE and opcode != _PING and opcode != _PONG:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
-                    if not fin:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
-                    if ln > MAX_CONTROL_PAYLOAD:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
-                elif opcode == _CONT:
-                    if not self._msg_opcode:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
-                elif opcode == _TEXT or opcode == _BINARY:
-                    if self._msg_opcode:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-                else:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
-                hlen = 2
-                if ln == 126:
-                    if end - pos < 4:
-                        return
-                    ln = int.from_bytes(buf[pos + 2:pos + 4], "big")
-                    hlen = 4
-                    if ln < 126:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
-                elif ln == 127:
-                    if end - pos < 10:
-                        return
-                    ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                    hlen = 10
-                    if ln >> 63:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "64-bit length with top bit set")
-                    if ln < 65536:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
-                if not opcode & 0x08 and self._msg_size + ln > self.max_message_size:
-                    return self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {self.max_message_size} bytes")
-                if end - pos - hlen < ln:
-                    return
-                start = pos + hlen
-                pos = start + ln
-                payload = bytes(buf[start:pos])
-                if opcode & 0x08:
-                    self._control(opcode, payload)
-                else:
-                    self._data(opcode, fin, payload)
-                if self.state == State.CLOSED:
-                    return
-        finally:
-            if self.state == State.CLOSED:
-                buf.clear()
-            elif pos:
-                del buf[:pos]
-
-    def _data(self, opcode: int, fin: int, payload: bytes) -> None:
-        if opcode and fin:
-            # the common case: a whole message in one frame
-            if opcode == _TEXT:
-                try:
-                    payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
-            self.events.append((opcode, payload))
-            return
-        if opcode:
-            self._msg_opcode = opcode
-            self._msg_size = 0
-            self._utf8 = _Utf8Decoder() if opcode == _TEXT else None
-        if self._utf8 is not None:
-            try:
-                self._utf8.decode(payload, bool(fin))
-            except UnicodeDecodeError:
-                return self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in text message")
-        self._msg_size += len(payload)
-        self._parts.append(payload)
-        if not fin:
-            return
-        message = b"".join(self._parts)
-        self._parts.clear()
-        self._utf8 = None
-        self.events.append((self._msg_opcode, message))
-        self._msg_opcode = 0
-        self._msg_size = 0
-
-    def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == _PING:
-            if self.state == State.OPEN:
-                self._queue(_PONG, payload)
-        elif opcode == _PONG:
-            self.events.append((EV_PONG, payload))
-        else:
-            self.close_received = True
-            try:
-                code, reason = parse_close(payload)
-            except BadClose as e:
-                return self._fail(e.code, e.reason)
-            if self.state == State.OPEN:
-                # echo the server's code (RFC 6455 §5.5.1); a codeless close gets a codeless reply
-                self._queue(_CLOSE, close_payload(None if code == CloseCode.NO_STATUS else code))
-            self._finish(code, reason)
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): a close frame if still open, then done."""
-        if self.state == State.OPEN:
-            self._queue(_CLOSE, close_payload(code, reason))
-        self._finish(code, reason)
+    def _message(self, opcode: int, payload: bytes) -> None:
+        """One message the parser completed: an event, also while our close is on its way."""
+        self.events.append((opcode, payload))
 
     def _finish(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = int(code), reason
         self.state = State.CLOSED
+        self._tail = b""
         self._parts.clear()
         self._head.clear()
         self.events.append((EV_CLOSED, (self.close_code, reason)))
@@ -393,6 +247,7 @@ class ClientProtocol:
     # ------------------------------------------------------------------ output
 
     def _queue(self, opcode: int, payload: bytes | bytearray | memoryview, fin: bool = True) -> None:
+        """One frame from the client: masked with a fresh key (RFC 6455 §5.3)."""
         key = self._random(4)
         out = self.out
         out += frame_header(opcode, len(payload), fin, masked=True)
@@ -406,9 +261,9 @@ class ClientProtocol:
         use `Opcode.CONTINUATION`, the last one `fin=True`. Control frames go through
         `ping()` and `close()`.
         """
-        if opcode not in (_TEXT, _BINARY, _CONT):
+        if opcode not in _DATA_OPCODES:
             raise ValueError(f"send() takes TEXT, BINARY or CONTINUATION, not opcode {opcode}")
-        if (opcode == _CONT) != self._sending_fragmented:
+        if (opcode == Opcode.CONTINUATION) != self._sending_fragmented:
             raise ValueError("CONTINUATION only (and always) after a send() with fin=False")
         if self.state != State.OPEN:
             return False
@@ -422,7 +277,7 @@ class ClientProtocol:
             raise ValueError("a ping payload is at most 125 bytes")
         if self.state != State.OPEN:
             return False
-        self._queue(_PING, payload)
+        self._queue(Opcode.PING, payload)
         return True
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> bool:
@@ -437,7 +292,7 @@ class ClientProtocol:
             raise ValueError("a close reason is at most 123 UTF-8 bytes")
         if self.state != State.OPEN:
             return False
-        self._queue(_CLOSE, close_payload(code, reason))
+        self._send_close(code, reason)
         self.close_code, self.close_reason = int(code), reason
         self.state = State.CLOSING
         return True

@@ -1,7 +1,8 @@
 """Frame encoding and payload masking.
 
-Parsing lives in `protocol.py`, where it is fused with the connection state so that a
-payload is consumed as it arrives (fail-fast UTF-8, no double buffering). This module
+Parsing lives in `framing.py` (both ends' one parser), where it is fused with the
+connection state so that a payload is consumed as it arrives (fail-fast UTF-8, no double
+buffering). This module
 holds what both the server and the client side need: building frame headers and XOR
 masking, both written for speed since they run once per message.
 """

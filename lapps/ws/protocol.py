@@ -23,96 +23,56 @@ deletes what the socket took (`del out[:n]`), so no copy is made per send.
 
 Peer errors never raise: they become a close frame with the RFC's code (1002, 1007, 1009)
 or an HTTP error status, and `close_code`/`close_reason` record why (STYLE pattern 2).
-Payloads are consumed as they arrive (a frame is never buffered whole before it is
-unmasked), which is what makes fail-fast UTF-8 and early 1009 possible.
+The frames are parsed by `framing.FrameParser`, the parser the client end shares; this
+module is the server's handshake, its sending side and where the C scanner is called.
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable
-from enum import IntEnum
 
 from .codec import NATIVE
-from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
-from .deflate import Deflate, DeflateError, negotiate, worth_compressing
-from .frames import BadClose, close_payload, frame_header, mask, parse_close
+from .constants import CloseCode, Opcode
+from .deflate import negotiate, worth_compressing
+from .frames import frame_header
+from .framing import EV_CLOSED, FrameParser, State
 from .handshake import (HandshakeError, Request, check_host_and_body, choose_subprotocol, error_response,
                         find_head_end, is_plain_request, parse_request, response_101, validate_upgrade)
 
-# without the extension (or with LAPPS_NO_SPEEDUPS=1) every frame goes through _parse's loop
+# without the extension (or with LAPPS_NO_SPEEDUPS=1) every frame goes through the parser's
+# loop; the tests that compare both paths switch the scanner off here
 _scan = NATIVE.scan if NATIVE is not None else None
 
 EV_REQUEST = 0x100
-EV_CLOSED = 0x101
 EV_HTTP = 0x102
 
-_TEXT = Opcode.TEXT.value
-_BINARY = Opcode.BINARY.value
-_CLOSE = Opcode.CLOSE.value
 _PING = Opcode.PING.value
-_PONG = Opcode.PONG.value
-_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-_BAD_UTF8 = "invalid UTF-8 in text message"   # one reason, whichever path found it
-_BAD_COMPRESSED_TEXT = "invalid UTF-8 or DEFLATE data in compressed text message"
-
-
-class State(IntEnum):
-    HANDSHAKE = 0   # reading the HTTP request head
-    UPGRADING = 1   # head parsed; the worker must accept() or reject()
-    OPEN = 2
-    CLOSING = 3     # our close frame is queued; waiting for the peer's
-    CLOSED = 4      # done: flush `out`, then close TCP
-
-
 _OPEN = State.OPEN.value   # a plain int: the hot path compares with it per read
 
 
-class ServerProtocol:
-    """One connection: handshake, frame parsing, message assembly, close handshake."""
+class ServerProtocol(FrameParser):
+    """One connection: handshake, then the frame parser's server end, close handshake."""
 
     __slots__ = (
-        "state", "out", "events", "on_message", "messages", "request", "max_handshake_size", "max_headers",
-        "max_message_size", "auto_fragment", "close_code", "close_reason", "close_received",
-        "_head", "_ws_key", "_tail", "_remaining", "_opcode", "_fin", "_key", "_key_off",
-        "_msg_opcode", "_msg_size", "_parts", "_utf8", "_ctrl", "deflate", "_compressed", "headers",
-        "plain_http",
+        "on_message", "messages", "request", "max_handshake_size", "max_headers", "auto_fragment",
+        "_head", "_ws_key", "headers", "plain_http",
     )
 
     def __init__(self, max_handshake_size: int = 8192, max_headers: int = 100, *,
                  headers: tuple[tuple[str, str], ...] = (), plain_http: bool = False) -> None:
         """`headers` go into every handshake answer, the 101 and the errors (the server's
         `Server:` header: the caller names it, so this module knows no version)."""
+        super().__init__(client=False, max_message_size=16 * 1024 * 1024)
         self.headers = headers
-        self.state = State.HANDSHAKE
         self.plain_http = plain_http           # GET/HEAD without Upgrade become EV_HTTP events
-        self.out = bytearray()
-        self.events: list[tuple[int, object]] = []
         self.on_message: Callable[[int, bytes], None] | None = None
         self.messages = 0                      # data messages received (idle detection reads it)
         self.request: Request | None = None
         self.max_handshake_size = max_handshake_size
         self.max_headers = max_headers
-        self.max_message_size = 16 * 1024 * 1024
         self.auto_fragment = 0
-        self.close_code: int | None = None     # the code that ended (or is ending) the connection
-        self.close_reason = ""
-        self.close_received = False            # the peer's close frame arrived
         self._head = bytearray()
         self._ws_key = ""                      # the client's Sec-WebSocket-Key
-        self._tail = b""                       # an incomplete frame header
-        self._remaining = 0                    # payload bytes of the current frame not yet read
-        self._opcode = 0                       # opcode of the current frame
-        self._fin = True
-        self._key = b""
-        self._key_off = 0
-        self._msg_opcode = 0                   # TEXT or BINARY while a message is being read
-        self._msg_size = 0
-        self._parts: list[bytes] = []
-        self._utf8 = None                      # incremental decoder of a multi-part text message
-        self._ctrl: list[bytes] = []
-        self.deflate: Deflate | None = None    # permessage-deflate, when negotiated
-        self._compressed = False               # the message being read has RSV1 (deflate)
 
     # ------------------------------------------------------------------ input
 
@@ -131,7 +91,7 @@ class ServerProtocol:
             state = self.state
         if state >= State.OPEN:
             if state != State.CLOSED:
-                self._parse(data)
+                self._parse(data, _scan)
         elif state == State.HANDSHAKE:
             self._receive_head(data)
         else:
@@ -174,119 +134,6 @@ class ServerProtocol:
         self.state = State.UPGRADING
         self.events.append((EV_HTTP if plain else EV_REQUEST, req))
 
-    def _parse(self, data: bytes | bytearray | memoryview) -> None:
-        if self._tail:
-            data = self._tail + bytes(data)
-            self._tail = b""
-        pos = 0
-        end = len(data)
-        events = self.events
-        while pos < end:
-            rem = self._remaining
-            if not rem:
-                if _scan is not None and not self._msg_opcode:
-                    # ---- the C scanner takes the run of plain whole messages from here
-                    # and stops at the first frame with anything to decide (see _speedups.c)
-                    messages, pos = _scan(data, pos, self.max_message_size)
-                    if messages:
-                        self._deliver(messages)
-                        continue
-                # ---- a frame header
-                if end - pos < 2:
-                    self._tail = bytes(data[pos:])
-                    return
-                b0 = data[pos]
-                b1 = data[pos + 1]
-                # mask and RSV bits are checked on the first two bytes: a short unmasked or
-                # RSV frame must not wait for more
-                if not b1 & 0x80:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "unmasked client frame")
-                rsv = b0 & 0x70
-                if rsv and (rsv != 0x40 or self.deflate is None):
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "reserved bit set without extension")
-                ln = b1 & 0x7F
-                hlen = 6 if ln < 126 else (8 if ln == 126 else 14)
-                if end - pos < hlen:
-                    self._tail = bytes(data[pos:])
-                    return
-                if ln == 126:
-                    ln = int.from_bytes(data[pos + 2:pos + 4], "big")
-                    if ln < 126:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
-                elif ln == 127:
-                    ln = int.from_bytes(data[pos + 2:pos + 10], "big")
-                    if ln >> 63:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "64-bit length with top bit set")
-                    if ln < 65536:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "length not minimally encoded")
-                opcode = b0 & 0x0F
-                fin = b0 & 0x80
-                if rsv and (opcode == 0 or opcode & 0x08):
-                    return self._fail(CloseCode.PROTOCOL_ERROR, "RSV1 on a continuation or control frame")
-                if opcode & 0x08:
-                    if opcode != _CLOSE and opcode != _PING and opcode != _PONG:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
-                    if not fin:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "fragmented control frame")
-                    if ln > MAX_CONTROL_PAYLOAD:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "control frame payload over 125 bytes")
-                elif opcode == 0:
-                    if not self._msg_opcode:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "continuation frame without a message")
-                elif opcode == _TEXT or opcode == _BINARY:
-                    if self._msg_opcode:
-                        return self._fail(CloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-                    self._msg_opcode = opcode
-                    self._msg_size = 0
-                    self._compressed = bool(rsv)
-                else:
-                    return self._fail(CloseCode.PROTOCOL_ERROR, f"reserved opcode {opcode}")
-                if not opcode & 0x08:
-                    self._msg_size += ln
-                    if self._msg_size > self.max_message_size:
-                        return self._fail(CloseCode.MESSAGE_TOO_BIG,
-                                          f"message over {self.max_message_size} bytes")
-                key = data[pos + hlen - 4:pos + hlen]
-                pos += hlen
-                avail = end - pos
-                if ln <= avail and fin and opcode and not opcode & 0x08 and not rsv:
-                    # ---- fast path: a whole unfragmented data message is here
-                    payload = mask(data[pos:pos + ln], key)
-                    pos += ln
-                    self._msg_opcode = 0
-                    if opcode == _TEXT:
-                        try:
-                            payload.decode("utf-8")
-                        except UnicodeDecodeError:
-                            return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
-                    if self.state == State.OPEN:
-                        self.messages += 1
-                        if self.on_message is None:
-                            events.append((opcode, payload))
-                        else:
-                            self.on_message(opcode, payload)
-                    continue
-                self._opcode = opcode
-                self._fin = fin
-                self._key = bytes(key)
-                self._key_off = 0
-                self._remaining = rem = ln
-                if not ln:
-                    self._frame_complete(b"")
-                    if self.state == State.CLOSED:
-                        return
-                    continue
-            # ---- payload bytes of the current frame (maybe only some of them)
-            take = rem if rem <= end - pos else end - pos
-            off = self._key_off
-            chunk = mask(data[pos:pos + take], self._key, off)
-            pos += take
-            self._key_off = off + take
-            self._remaining = rem - take
-            self._frame_complete(chunk)
-            if self.state == State.CLOSED:
-                return
-
     def _deliver(self, messages: list[tuple[int, bytes]]) -> None:
         """Hand over the messages the C scanner took, each as it would have completed here:
         while the connection is open (the service may close it on any of them)."""
@@ -298,88 +145,15 @@ class ServerProtocol:
                 else:
                     self.on_message(opcode, payload)
 
-    def _frame_complete(self, chunk: bytes) -> None:
-        """Handle `chunk`, the next piece of the current frame's payload (maybe the last)."""
-        opcode = self._opcode
-        if opcode & 0x08:
-            self._ctrl.append(chunk)
-            if not self._remaining:
-                payload = b"".join(self._ctrl)
-                self._ctrl.clear()
-                self._control(opcode, payload)
-            return
-        last = not self._remaining and self._fin
-        if self._compressed:
-            try:
-                chunk = self.deflate.decompress(chunk, self.max_message_size)
-                if last:
-                    chunk += self.deflate.end_message(self.max_message_size)
-            except DeflateError as e:
-                # Bytes inflated before the failure are checked first, as they would have
-                # been had the payload arrived in smaller pieces. In a compressed text message
-                # bad UTF-8 and bad DEFLATE data are one fault (1007, one reason): which one
-                # shows first depends on the read boundaries (zlib drops the output of a call
-                # that fails), and the answer must not.
-                if self._msg_opcode == _TEXT and (e.code == CloseCode.INVALID_DATA
-                                                  or not all(map(self._utf8_ok, e.inflated))):
-                    return self._fail(CloseCode.INVALID_DATA, _BAD_COMPRESSED_TEXT)
-                return self._fail(e.code, e.reason)
-        if self._msg_opcode == _TEXT and not self._utf8_ok(chunk):
-            return self._fail(CloseCode.INVALID_DATA, _BAD_COMPRESSED_TEXT if self._compressed else _BAD_UTF8)
-        self._parts.append(chunk)
-        if not last:
-            return
-        if self._utf8 is not None:
-            try:
-                self._utf8.decode(b"", True)
-            except UnicodeDecodeError:
-                return self._fail(CloseCode.INVALID_DATA, _BAD_UTF8)
-            self._utf8 = None
-        payload = b"".join(self._parts)
-        self._parts.clear()
-        opcode = self._msg_opcode
-        self._msg_opcode = 0
-        if self.state == State.OPEN:
-            self.messages += 1
-            if self.on_message is None:
-                self.events.append((opcode, payload))
-            else:
-                self.on_message(opcode, payload)
+    def _message(self, opcode: int, payload: bytes) -> None:
+        """One message the parser completed, handed over as the scanner's are (`_deliver`
+        stays the one loop, written for the scanner's runs: the hot path)."""
+        self._deliver(((opcode, payload),))
 
-    def _utf8_ok(self, chunk: bytes) -> bool:
-        """Feed the next bytes of a text message to its incremental UTF-8 check."""
-        if self._utf8 is None:
-            self._utf8 = _Utf8Decoder()
-        try:
-            self._utf8.decode(chunk, False)
-            return True
-        except UnicodeDecodeError:
-            return False
-
-    def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == _PING:
-            if self.state == State.OPEN:
-                self.out += frame_header(_PONG, len(payload))
-                self.out += payload
-        elif opcode == _CLOSE:
-            self.close_received = True
-            try:
-                code, reason = parse_close(payload)
-            except BadClose as e:
-                return self._fail(e.code, e.reason)
-            if self.state == State.OPEN:
-                # echo the peer's code (RFC 6455 §5.5.1); a codeless close gets a codeless reply
-                self._send_close(None if code == CloseCode.NO_STATUS else code)
-                self._finish(code, reason)
-            else:
-                self._finish(self.close_code or code, self.close_reason or reason)
-        # a PONG needs nothing: keepalive reads liveness from any received byte
-
-    def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): a close frame if still open, then done."""
-        if self.state == State.OPEN:
-            self._send_close(code, reason)
-        self._finish(code, reason)
+    def _queue(self, opcode: int, payload: bytes) -> None:
+        """A control frame from the server: unmasked."""
+        self.out += frame_header(opcode, len(payload))
+        self.out += payload
 
     def _finish(self, code: int, reason: str) -> None:
         if self.close_code is None or self.state == State.OPEN:
@@ -416,7 +190,7 @@ class ServerProtocol:
         pending = bytes(self._head)
         self._head.clear()
         if pending:
-            self._parse(pending)
+            self._parse(pending, _scan)
         return chosen
 
     def reject(self, status: int, reason: str = "", headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -472,8 +246,7 @@ class ServerProtocol:
         """Queue a ping (the keepalive timer's tool)."""
         if self.state != State.OPEN:
             return False
-        self.out += frame_header(_PING, len(payload))
-        self.out += payload
+        self._queue(_PING, payload)
         return True
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> bool:
@@ -498,8 +271,3 @@ class ServerProtocol:
         if self.state != State.CLOSED:
             self._finish(code, reason)
         return queued
-
-    def _send_close(self, code: int | None, reason: str = "") -> None:
-        payload = close_payload(code, reason)
-        self.out += frame_header(_CLOSE, len(payload))
-        self.out += payload
