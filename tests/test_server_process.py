@@ -57,6 +57,8 @@ def test_killed_worker_is_replaced_and_only_its_clients_lose_their_connection(la
         pids = wait_for(lambda: (lambda p: p if len(p) == 2 and victim not in p else None)(server.worker_pids()), 5)
         assert pids, f"no replacement worker within 5s: {server.worker_pids()}; log:\n{server.log()}"
         assert server.running()
+        # a worker still loading its services is never picked: wait until the replacement serves
+        server.wait_log(r"lapps\[worker \d+\] INFO serving", count=3, timeout=10)
         for i in range(4):
             assert echo_ok(server.port, f"new client {i}")
         # the replacement starts empty, so the balancer sends it the next connections
