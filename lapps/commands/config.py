@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ..config import Config, ConfigError, default_config_path, load_config, to_toml
 from ..lua.modules import STANDALONE_ONLY
@@ -62,26 +63,25 @@ def print_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_config(args: argparse.Namespace) -> int:
-    """0 and "config OK (PATH)", or 1 and the error."""
+def _with_config(args: argparse.Namespace, show: Callable[[Config], str]) -> int:
+    """0 and `show(config)` on stdout, or 1 and the config error on stderr."""
     try:
         config = read_config(args)
     except ConfigError as e:
         print(f"lapps: config error: {e}", file=sys.stderr)
         return 1
-    print(f"lapps: config OK ({config.source or 'built-in defaults'})")
+    sys.stdout.write(show(config))
     return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """0 and "config OK (PATH)", or 1 and the error."""
+    return _with_config(args, lambda c: f"lapps: config OK ({c.source or 'built-in defaults'})\n")
 
 
 def print_config(args: argparse.Namespace) -> int:
     """0 and the merged TOML on stdout, or 1 and the error."""
-    try:
-        config = read_config(args)
-    except ConfigError as e:
-        print(f"lapps: config error: {e}", file=sys.stderr)
-        return 1
-    sys.stdout.write(to_toml(config))
-    return 0
+    return _with_config(args, to_toml)
 
 
 def check_config_main(argv: list[str]) -> int:

@@ -7,6 +7,14 @@ local remove, sort = table.remove, table.sort
 
 local M = { null = null }
 
+-- the work done in Python comes back as (ok, result or message): the error is raised at the
+-- line that called the nljson function (so a caller keeps its result in a local: not a tail
+-- call, whose frame would not count)
+local function settled(ok, r)
+  if not ok then error(r, 3) end
+  return r
+end
+
 -- both call styles: nljson:f(x) passes the module first
 local function want(fname, what, v, ok)
   if not ok then
@@ -17,23 +25,20 @@ end
 function M.decode(a, b)
   if rawequal(a, M) then a = b end
   want("decode", "a JSON string", a, type(a) == "string")
-  local ok, r = py_decode(a)
-  if not ok then error(r, 2) end
+  local r = settled(py_decode(a))
   return r
 end
 
 function M.decode_file(a, b)
   if rawequal(a, M) then a = b end
   want("decode_file", "a file name", a, type(a) == "string")
-  local ok, r = py_decode_file(a)
-  if not ok then error(r, 2) end
+  local r = settled(py_decode_file(a))
   return r
 end
 
 function M.encode(a, b)
   if rawequal(a, M) then a = b end
-  local ok, r = py_encode(a, nil)
-  if not ok then error(r, 2) end
+  local r = settled(py_encode(a, nil))
   return r
 end
 
@@ -42,23 +47,20 @@ function M.encode_pretty(a, b, c)
   if b == nil then b = 2 end
   want("encode_pretty", "an indent of 0 to 16", b,
        type(b) == "number" and b >= 0 and b <= 16 and b % 1 == 0)
-  local ok, r = py_encode_pretty(a, b)
-  if not ok then error(r, 2) end
+  local r = settled(py_encode_pretty(a, b))
   return r
 end
 
 function M.to_cbor(a, b)
   if rawequal(a, M) then a = b end
-  local ok, r = py_to_cbor(a)
-  if not ok then error(r, 2) end
+  local r = settled(py_to_cbor(a))
   return r
 end
 
 function M.from_cbor(a, b)
   if rawequal(a, M) then a = b end
   want("from_cbor", "a CBOR string", a, type(a) == "string")
-  local ok, r = py_from_cbor(a)
-  if not ok then error(r, 2) end
+  local r = settled(py_from_cbor(a))
   return r
 end
 
