@@ -26,11 +26,12 @@ from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService, ServiceBootError
 from lapps.master.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
-from lapps.ws.frames import frame_header, frame_into
+from lapps.ws.frames import frame_header
 from lapps.ws.protocol import State
 
 from .connection import Connection
 from .faults import faulty_reply
+from .outbound import fits
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 BIG_MESSAGE = 65536     # messages above this ask the service's state for room first
@@ -48,8 +49,9 @@ class Route:
     retired: bool = False    # replaced by a deploy: shut down once its last connection ends
 
 
-def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
-    """Frame onto `out` the replies Lua kept back, from `kept[i]` on; return how many.
+def frame_kept(send_plain: Callable[[int, bytes], None], kept: tuple, i: int) -> int:
+    """Queue with `send_plain` (the connection's `ServerProtocol.plain_sender()`) the
+    replies Lua kept back, from `kept[i]` on; return how many.
 
     An entry is `opcode, data` (a raw message) or `0, n, v1..vn` (the LAppS answer
     {cid = 0, status = 1, result = {v1..vn}}). Lua checked each as ws:send would, and
@@ -67,7 +69,7 @@ def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
             data = encode_answer(kept[i + 2:i + 2 + size])
             opcode = _BINARY
             i += 2 + size
-        frame_into(out, opcode, data)
+        send_plain(opcode, data)
         count += 1
     return count
 
@@ -183,15 +185,17 @@ class ServiceHost:
         """The message callback proper; everything it needs is bound here, once.
 
         Lua answers onMessage with `ok` alone, or with `ok` and the replies to this
-        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are framed
-        here. The worker's _read, which every call runs under, queues the flush. One kept
-        raw reply (an echo) is framed inline; anything else goes through `_settle`.
+        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are queued
+        here with the protocol's plain sender, bound once. The worker's _read, which every
+        call runs under, queues the flush. One kept raw reply (an echo) is queued inline;
+        anything else goes through `_settle`.
         """
         instance = route.instance
         handler = conn.handler
         slot = self.loop.slot
         proto = conn.proto
-        out = proto.out
+        out = proto.out   # read only: its length is what Lua's kept replies join
+        send_plain = proto.plain_sender()
         settle, raised, too_big = self._settle, self._raised, self._too_big
 
         if route.config.protocol != "lapps":
@@ -213,10 +217,10 @@ class ServiceHost:
                 if ok is True:
                     return
                 if type(ok) is tuple and len(ok) == 3 and ok[0] is True and ok[1]:
-                    frame_into(out, ok[1], ok[2])
+                    send_plain(ok[1], ok[2])
                     slot.messages_out += 1
                     return
-                settle(conn, ok)
+                settle(conn, ok, send_plain)
             return dispatch
 
         on_request = instance.on_request
@@ -239,7 +243,7 @@ class ServiceHost:
             except Exception as e:
                 return raised(conn, e)
             if ok is not True:
-                settle(conn, ok)
+                settle(conn, ok, send_plain)
         return dispatch_lapps
 
     def _too_big(self, conn: Connection, nbytes: int) -> None:
@@ -250,11 +254,11 @@ class ServiceHost:
                                   svc.name, nbytes, svc.max_memory)
         self.loop.close_connection(conn, CloseCode.MESSAGE_TOO_BIG, "message too big for the service")
 
-    def _settle(self, conn: Connection, ok: Any) -> None:
-        """onMessage's result other than a bare true: frame the kept replies, then `ok`
-        must be true or the service failed."""
+    def _settle(self, conn: Connection, ok: Any, send_plain: Callable[[int, bytes], None]) -> None:
+        """onMessage's result other than a bare true: queue the kept replies (with the
+        connection's plain sender), then `ok` must be true or the service failed."""
         if type(ok) is tuple:
-            self.loop.slot.messages_out += frame_kept(conn.proto.out, ok, 1)
+            self.loop.slot.messages_out += frame_kept(send_plain, ok, 1)
             ok = ok[0]
             if ok is True:
                 return
@@ -331,8 +335,7 @@ class ServiceHost:
 
     def _queue(self, conn: Connection, opcode: int, data: bytes) -> Any:
         """Queue one message for `conn` within its outbound buffer's limit; never blocks."""
-        out = conn.proto.out
-        if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+        if not fits(len(conn.proto.out), len(data), self.max_outbound) and not self.loop.make_room(conn):
             return False, b"outbound buffer full"
         if not conn.proto.send(opcode, data):
             return False, b"connection is closing"
@@ -350,7 +353,7 @@ class ServiceHost:
         # kept replies are handed over before any direct send or close, so the connection is
         # still open here; the check keeps proto.send's rule (nothing after the close frame)
         if conn.proto.state == State.OPEN:
-            self.loop.slot.messages_out += frame_kept(conn.proto.out, kept, 0)
+            self.loop.slot.messages_out += frame_kept(conn.proto.plain_sender(), kept, 0)
             self.loop.mark_dirty(conn)
 
     def send_message(self, handler: Any, message: Any) -> Any:
@@ -435,18 +438,18 @@ class ServiceHost:
         by_handler = self.loop.by_handler
         mark_dirty = self.loop.mark_dirty
         slot = self.loop.slot
+        limit = self.max_outbound
         for channel, payload in packets:
             subs = self.subscribers.get(channel)
             if not subs:
                 continue
             frame = frame_header(_BINARY, len(payload)) + payload
-            limit = self.max_outbound - len(frame)
+            size = len(frame)
             for handler in subs:
                 conn = by_handler.get(handler)
                 if conn is None:
                     continue
-                out = conn.proto.out
-                if out and len(out) > limit and not self.loop.make_room(conn):
+                if not fits(len(conn.proto.out), size, limit) and not self.loop.make_room(conn):
                     continue   # a slow subscriber misses it ("drop") or is being closed ("close")
                 if conn.proto.send_frame(frame):
                     slot.messages_out += 1

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
+from functools import partial
 from enum import IntEnum
 
 from .codec import NATIVE
 from .constants import MAX_CONTROL_PAYLOAD, CloseCode, Opcode
 from .deflate import Deflate, DeflateError, negotiate, worth_compressing
 from .frames import BadClose, close_payload, frame_header, mask, parse_close
+from .frames import frame_into
 from .handshake import (HandshakeError, Request, check_host_and_body, choose_subprotocol, error_response,
                         find_head_end, is_plain_request, parse_request, response_101, validate_upgrade)
 
@@ -459,6 +461,16 @@ class ServerProtocol:
             out += frame_header(opcode if first else 0, min(frag, n - start), fin=last, rsv1=rsv1 and first)
             out += view[start:start + frag]
         return True
+
+    def plain_sender(self) -> Callable[[int, bytes], None]:
+        """The call that queues one final, unmasked, uncompressed frame `(opcode, data)`,
+        bound once per connection so that a reply costs one C call (the echo path).
+
+        For replies the caller has checked already: the connection is open and neither
+        compression nor auto-fragmenting is on (the kept replies of the Lua host, which
+        keeps none otherwise). Anything else goes through `send`.
+        """
+        return partial(frame_into, self.out)
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue a frame encoded elsewhere (a broadcast is framed once for all its
