@@ -9,16 +9,15 @@ upgrade time (raw or LAppS protocol) so that a message costs one Lua call.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lapps.config import Config, ConfigError, ServiceConfig, load_config
-from lapps.ipc.bus import Broadcast, BusError, worker_node
-from lapps.ipc.mqr import MqrClient
+from lapps.ipc.bus import BusError
+from lapps.ipc.interface import Bus
 from lapps.startup import reactive_order
-from lapps.ipc.slots import SlotBlock, SlotWriter
+from lapps.ipc.slots import SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
 from lapps.logs import RepeatLimiter
@@ -93,14 +92,13 @@ class Loop(Protocol):
 class ServiceHost:
     """Hosts one instance of every reactive service for one IO worker."""
 
-    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock,
-                 fault_site: str = "") -> None:
+    def __init__(self, loop: Loop, config: Config, bus: Bus, fault_site: str = "") -> None:
+        """`bus`: this worker's, opened for it by the composition root (workers/main.py)."""
         self.loop = loop
         self.fault_site = fault_site   # the test hook of workers/faults.py; '' in production
         self.config = config
         self.log = loop.log
-        self.bus = Broadcast(master_pid, slots, worker_node(index), config.server.log_repeat_interval)
-        self.mqr = MqrClient(master_pid, blocking=False)   # a worker never waits for room
+        self.bus = bus
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer
         self.rate = config.limits.max_messages_per_second
@@ -116,7 +114,7 @@ class ServiceHost:
     def _mount(self, svc: ServiceConfig) -> Route:
         """A started instance of `svc` and its route; raises ServiceBootError."""
         bcast = Bcast(self.bcast_create, self.bcast_subscribe, self.bcast_unsubscribe, self.bcast_publish)
-        mqr = Mqr(self.mqr.post, self.mqr.try_recv, None)
+        mqr = Mqr(self.bus.post, self.bus.try_recv, None)
         instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
                                    bcast=bcast, mqr=mqr, deferred=self.deferred,
                                    max_outbound=self.max_outbound)
@@ -158,7 +156,6 @@ class ServiceHost:
         for route in self.routes.values():
             route.instance.shutdown()
         self.bus.close()
-        self.mqr.close()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -306,8 +303,10 @@ class ServiceHost:
         if conn.channels:
             for channel in conn.channels:
                 subs = self.subscribers.get(channel)
-                if subs is not None:
+                if subs:
                     subs.discard(conn.handler)
+                    if not subs:
+                        self.bus.unsubscribe(channel)
             conn.channels = None
         route = conn.service
         route.instance.disconnect(conn.handler)
@@ -401,7 +400,10 @@ class ServiceHost:
         conn = self.loop.by_handler.get(handler)
         if conn is None:
             return False, b"no such connection"
-        self.subscribers.setdefault(channel, set()).add(handler)
+        subs = self.subscribers.setdefault(channel, set())
+        if not subs:
+            self.bus.subscribe(channel)
+        subs.add(handler)
         if conn.channels is None:
             conn.channels = set()
         conn.channels.add(channel)
@@ -412,6 +414,8 @@ class ServiceHost:
         if not subs or handler not in subs:
             return False, b"not subscribed"
         subs.discard(handler)
+        if not subs:
+            self.bus.unsubscribe(channel)
         conn = self.loop.by_handler.get(handler)
         if conn is not None and conn.channels:
             conn.channels.discard(channel)
@@ -426,15 +430,9 @@ class ServiceHost:
             return False, str(e).encode()
         return True
 
-    def accept_publisher(self) -> None:
-        """A process connected to publish to this worker: poll its link."""
-        link = self.bus.accept()
-        if link is not None:
-            self.loop.watch(link.fileno(), lambda: self.deliver(link))
-
-    def deliver(self, link: socket.socket) -> None:
-        """Packets on a publisher's link: frame each once, queue it to its subscribers."""
-        packets, gone = self.bus.receive(link)
+    def deliver(self, packets: list[tuple[int, bytes]]) -> None:
+        """Broadcast messages from the bus (its poll hook, `Bus.attach`): frame each once,
+        queue it to its local subscribers."""
         by_handler = self.loop.by_handler
         mark_dirty = self.loop.mark_dirty
         slot = self.loop.slot
@@ -454,6 +452,3 @@ class ServiceHost:
                 if conn.proto.send_frame(frame):
                     slot.messages_out += 1
                     mark_dirty(conn)
-        if gone:
-            self.loop.unwatch(link.fileno())
-            link.close()
