@@ -1,13 +1,14 @@
 """A/B: the raw Lua echo of two source trees, alternating rounds, pinned, medians and their ratio.
 
     git archive BASE | tar -x -C /tmp/base && (cd /tmp/base && python setup.py build_ext --inplace)
-    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80]
+    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80] [--lapps]
 
 For a change that must not cost the hot path (the fault barrier's `try`, say): each round
 starts one tree's server (`python -m lapps` run from that tree, one worker, `/echo`, pings
 off, `taskset -c 0`; bench/harness.py starts it and waits until it echoes), runs the
 websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte text messages, closed
-loop) for `--seconds`, and stops the server; the order of the two trees
+loop) for `--seconds` (with `--lapps`: the LAppS echo, `/lapps_echo` of bench/services, a
+CBOR request whose param is 277 bytes), and stops the server; the order of the two trees
 alternates from round to round so drift in the machine's load hits both alike. Two figures
 per round: round trips per second (wall clock), and round trips per CPU-second of the
 server's processes (psutil, over the client's run), which a busy neighbour on a shared
@@ -31,22 +32,25 @@ from harness import HOST, LappsServer, free_port, log, tree_cpu
 CLIENT = Path(__file__).resolve().parent / "client" / "lapps-bench-client"
 
 
-def one_round(tree: Path, seconds: float, connections: int, scratch: Path) -> tuple[float, float]:
+def one_round(tree: Path, seconds: float, connections: int, scratch: Path,
+              lapps: bool = False) -> tuple[float, float]:
     """(round trips per second, per server CPU-second) of `tree`'s server, one run."""
     port = free_port()
     config = scratch / "ab.toml"
-    config.write_text(f'[server]\nip = "{HOST}"\nservices_dir = "{tree / "services"}"\n[admin]\nport = 0\n'
-                      '[limits]\nping_interval = 0\n[services.echo]\n')
+    services, service = (tree / "bench" / "services", "lapps_echo") if lapps else (tree / "services", "echo")
+    extra = f'protocol = "lapps"\nrequest_target = "/{service}"\n' if lapps else ""
+    config.write_text(f'[server]\nip = "{HOST}"\nservices_dir = "{services}"\n[admin]\nport = 0\n'
+                      f'[limits]\nping_interval = 0\n[services.{service}]\n{extra}')
     env = {k: v for k, v in os.environ.items() if k != "LAPPS_NO_SPEEDUPS"}
     server = LappsServer.start(config, port, scratch / f"{tree.name or 'tree'}.log", 1, listeners=1,
                                prefix=["taskset", "-c", "0"], cwd=tree, env=env, tied=True)
     try:
-        server.wait_ready()
+        server.wait_ready(path=None if lapps else "/echo")
         procs = server.processes()
         cpu0 = tree_cpu(procs)
-        done = subprocess.run(["taskset", "-c", "1", str(CLIENT), "--url", f"ws://{HOST}:{port}/echo",
+        done = subprocess.run(["taskset", "-c", "1", str(CLIENT), "--url", f"ws://{HOST}:{port}/{service}",
                                "--connections", str(connections), "--size", "277", "--seconds", str(seconds),
-                               "--warmup", "0"], capture_output=True, text=True)
+                               "--warmup", "0", *(["--lapps"] if lapps else [])], capture_output=True, text=True)
         cpu = tree_cpu(procs) - cpu0
         found = re.search(r"^RESULT .*\btotal_rps=([\d.]+).*\berrors=(\d+) verified=(\d+)", done.stdout, re.M)
         if not found or found.group(2) != "0":
@@ -63,6 +67,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--connections", type=int, default=80)
+    ap.add_argument("--lapps", action="store_true", help="the LAppS echo instead of the raw one")
     args = ap.parse_args()
     if not CLIENT.exists():
         raise SystemExit(f"{CLIENT} is missing: make bench-client")
@@ -72,7 +77,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lapps-ab-") as scratch:
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch))
+                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch), args.lapps)
                 rates[name].append(rate)
                 per_cpu[name].append(cpu_rate)
                 log(f"round {r + 1} {name} ({trees[name]}): {rate:,.0f} round trips/s, "

@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from .commands import VERSION_TEXT, add_config_flags, new_parser
 from .commands.config import check_config, check_config_main, print_config, print_config_main, read_config
@@ -63,10 +64,13 @@ def serve_main(argv: list[str]) -> int:
         return 1
     from workers.main import worker_main
     from workers.standalone import standalone_main
+    from .ipc.local import open_local_bus
     from .master.arbiter import Arbiter
     logging.getLogger("lapps.master").info("config: %s", config.source or "built-in defaults")
+    # the composition root: every process opens its bus (after its fork) with this backend
+    workers, services = partial(worker_main, open_bus=open_local_bus), partial(standalone_main, open_bus=open_local_bus)
     try:
-        return Arbiter(config, worker_main, standalone_main, args.log_level, reload_config).run()
+        return Arbiter(config, workers, services, args.log_level, reload_config).run()
     except OSError as e:
         print(f"lapps: cannot start: {e}", file=sys.stderr)
         return 1

@@ -9,16 +9,15 @@ upgrade time (raw or LAppS protocol) so that a message costs one Lua call.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lapps.config import Config, ConfigError, ServiceConfig, load_config
-from lapps.ipc.bus import Broadcast, BusError, worker_node
-from lapps.ipc.mqr import MqrClient
+from lapps.ipc.bus import BusError
+from lapps.ipc.interface import Bus
 from lapps.startup import reactive_order
-from lapps.ipc.slots import SlotBlock, SlotWriter
+from lapps.ipc.slots import SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
 from lapps.logs import RepeatLimiter
@@ -26,11 +25,12 @@ from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService, ServiceBootError
 from lapps.acl import Acl
 from lapps.ws.constants import CloseCode, is_valid_close_code
-from lapps.ws.frames import frame_header, frame_into
+from lapps.ws.frames import frame_header
 from lapps.ws.protocol import State
 
 from .connection import Connection
 from .faults import faulty_reply
+from .outbound import fits
 
 _TEXT, _BINARY = 1, 2   # the raw opcodes ws:send accepts
 BIG_MESSAGE = 65536     # messages above this ask the service's state for room first
@@ -48,8 +48,9 @@ class Route:
     retired: bool = False    # replaced by a deploy: shut down once its last connection ends
 
 
-def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
-    """Frame onto `out` the replies Lua kept back, from `kept[i]` on; return how many.
+def frame_kept(send_plain: Callable[[int, bytes], None], kept: tuple, i: int) -> int:
+    """Queue with `send_plain` (the connection's `ServerProtocol.plain_sender()`) the
+    replies Lua kept back, from `kept[i]` on; return how many.
 
     An entry is `opcode, data` (a raw message) or `0, n, v1..vn` (the LAppS answer
     {cid = 0, status = 1, result = {v1..vn}}): the format is written down once, in
@@ -68,7 +69,7 @@ def frame_kept(out: bytearray, kept: tuple, i: int) -> int:
             data = encode_answer(kept[i + 2:i + 2 + size])
             opcode = _BINARY
             i += 2 + size
-        frame_into(out, opcode, data)
+        send_plain(opcode, data)
         count += 1
     return count
 
@@ -92,14 +93,13 @@ class Loop(Protocol):
 class ServiceHost:
     """Hosts one instance of every reactive service for one IO worker."""
 
-    def __init__(self, loop: Loop, config: Config, index: int, master_pid: int, slots: SlotBlock,
-                 fault_site: str = "") -> None:
+    def __init__(self, loop: Loop, config: Config, bus: Bus, fault_site: str = "") -> None:
+        """`bus`: this worker's, opened for it by the composition root (workers/main.py)."""
         self.loop = loop
         self.fault_site = fault_site   # the test hook of workers/faults.py; '' in production
         self.config = config
         self.log = loop.log
-        self.bus = Broadcast(master_pid, slots, worker_node(index), config.server.log_repeat_interval)
-        self.mqr = MqrClient(master_pid, blocking=False)   # a worker never waits for room
+        self.bus = bus
         self.subscribers: dict[int, set[int]] = {}   # bcast channel -> local handlers
         self.max_outbound = config.limits.max_outbound_buffer
         self.rate = config.limits.max_messages_per_second
@@ -115,7 +115,7 @@ class ServiceHost:
     def _mount(self, svc: ServiceConfig) -> Route:
         """A started instance of `svc` and its route; raises ServiceBootError."""
         bcast = Bcast(self.bcast_create, self.bcast_subscribe, self.bcast_unsubscribe, self.bcast_publish)
-        mqr = Mqr(self.mqr.post, self.mqr.try_recv, None)
+        mqr = Mqr(self.bus.post, self.bus.try_recv, None)
         instance = ReactiveService(svc, self.log, self.send, self.send_message, self.close,
                                    bcast=bcast, mqr=mqr, deferred=self.deferred,
                                    max_outbound=self.max_outbound)
@@ -157,7 +157,6 @@ class ServiceHost:
         for route in self.routes.values():
             route.instance.shutdown()
         self.bus.close()
-        self.mqr.close()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -184,15 +183,17 @@ class ServiceHost:
         """The message callback proper; everything it needs is bound here, once.
 
         Lua answers onMessage with `ok` alone, or with `ok` and the replies to this
-        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are framed
-        here. The worker's _read, which every call runs under, queues the flush. One kept
-        raw reply (an echo) is framed inline; anything else goes through `_settle`.
+        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are queued
+        here with the protocol's plain sender, bound once. The worker's _read, which every
+        call runs under, queues the flush. One kept raw reply (an echo) is queued inline;
+        anything else goes through `_settle`.
         """
         instance = route.instance
         handler = conn.handler
         slot = self.loop.slot
         proto = conn.proto
-        out = proto.out
+        out = proto.out   # read only: its length is what Lua's kept replies join
+        send_plain = proto.plain_sender()
         settle, raised, too_big = self._settle, self._raised, self._too_big
 
         if route.config.protocol != "lapps":
@@ -214,10 +215,10 @@ class ServiceHost:
                 if ok is True:
                     return
                 if type(ok) is tuple and len(ok) == 3 and ok[0] is True and ok[1]:
-                    frame_into(out, ok[1], ok[2])
+                    send_plain(ok[1], ok[2])
                     slot.messages_out += 1
                     return
-                settle(conn, ok)
+                settle(conn, ok, send_plain)
             return dispatch
 
         on_request = instance.on_request
@@ -240,7 +241,7 @@ class ServiceHost:
             except Exception as e:
                 return raised(conn, e)
             if ok is not True:
-                settle(conn, ok)
+                settle(conn, ok, send_plain)
         return dispatch_lapps
 
     def _too_big(self, conn: Connection, nbytes: int) -> None:
@@ -251,11 +252,11 @@ class ServiceHost:
                                   svc.name, nbytes, svc.max_memory)
         self.loop.close_connection(conn, CloseCode.MESSAGE_TOO_BIG, "message too big for the service")
 
-    def _settle(self, conn: Connection, ok: Any) -> None:
-        """onMessage's result other than a bare true: frame the kept replies, then `ok`
-        must be true or the service failed."""
+    def _settle(self, conn: Connection, ok: Any, send_plain: Callable[[int, bytes], None]) -> None:
+        """onMessage's result other than a bare true: queue the kept replies (with the
+        connection's plain sender), then `ok` must be true or the service failed."""
         if type(ok) is tuple:
-            self.loop.slot.messages_out += frame_kept(conn.proto.out, ok, 1)
+            self.loop.slot.messages_out += frame_kept(send_plain, ok, 1)
             ok = ok[0]
             if ok is True:
                 return
@@ -303,8 +304,10 @@ class ServiceHost:
         if conn.channels:
             for channel in conn.channels:
                 subs = self.subscribers.get(channel)
-                if subs is not None:
+                if subs:
                     subs.discard(conn.handler)
+                    if not subs:
+                        self.bus.unsubscribe(channel)
             conn.channels = None
         route = conn.service
         route.instance.disconnect(conn.handler)
@@ -332,8 +335,7 @@ class ServiceHost:
 
     def _queue(self, conn: Connection, opcode: int, data: bytes) -> Any:
         """Queue one message for `conn` within its outbound buffer's limit; never blocks."""
-        out = conn.proto.out
-        if out and len(out) + len(data) > self.max_outbound and not self.loop.make_room(conn):
+        if not fits(len(conn.proto.out), len(data), self.max_outbound) and not self.loop.make_room(conn):
             return False, b"outbound buffer full"
         if not conn.proto.send(opcode, data):
             return False, b"connection is closing"
@@ -351,7 +353,7 @@ class ServiceHost:
         # kept replies are handed over before any direct send or close, so the connection is
         # still open here; the check keeps proto.send's rule (nothing after the close frame)
         if conn.proto.state == State.OPEN:
-            self.loop.slot.messages_out += frame_kept(conn.proto.out, kept, 0)
+            self.loop.slot.messages_out += frame_kept(conn.proto.plain_sender(), kept, 0)
             self.loop.mark_dirty(conn)
 
     def send_message(self, handler: Any, message: Any) -> Any:
@@ -399,7 +401,10 @@ class ServiceHost:
         conn = self.loop.by_handler.get(handler)
         if conn is None:
             return False, b"no such connection"
-        self.subscribers.setdefault(channel, set()).add(handler)
+        subs = self.subscribers.setdefault(channel, set())
+        if not subs:
+            self.bus.subscribe(channel)
+        subs.add(handler)
         if conn.channels is None:
             conn.channels = set()
         conn.channels.add(channel)
@@ -410,6 +415,8 @@ class ServiceHost:
         if not subs or handler not in subs:
             return False, b"not subscribed"
         subs.discard(handler)
+        if not subs:
+            self.bus.unsubscribe(channel)
         conn = self.loop.by_handler.get(handler)
         if conn is not None and conn.channels:
             conn.channels.discard(channel)
@@ -424,34 +431,25 @@ class ServiceHost:
             return False, str(e).encode()
         return True
 
-    def accept_publisher(self) -> None:
-        """A process connected to publish to this worker: poll its link."""
-        link = self.bus.accept()
-        if link is not None:
-            self.loop.watch(link.fileno(), lambda: self.deliver(link))
-
-    def deliver(self, link: socket.socket) -> None:
-        """Packets on a publisher's link: frame each once, queue it to its subscribers."""
-        packets, gone = self.bus.receive(link)
+    def deliver(self, packets: list[tuple[int, bytes]]) -> None:
+        """Broadcast messages from the bus (its poll hook, `Bus.attach`): frame each once,
+        queue it to its local subscribers."""
         by_handler = self.loop.by_handler
         mark_dirty = self.loop.mark_dirty
         slot = self.loop.slot
+        limit = self.max_outbound
         for channel, payload in packets:
             subs = self.subscribers.get(channel)
             if not subs:
                 continue
             frame = frame_header(_BINARY, len(payload)) + payload
-            limit = self.max_outbound - len(frame)
+            size = len(frame)
             for handler in subs:
                 conn = by_handler.get(handler)
                 if conn is None:
                     continue
-                out = conn.proto.out
-                if out and len(out) > limit and not self.loop.make_room(conn):
+                if not fits(len(conn.proto.out), size, limit) and not self.loop.make_room(conn):
                     continue   # a slow subscriber misses it ("drop") or is being closed ("close")
                 if conn.proto.send_frame(frame):
                     slot.messages_out += 1
                     mark_dirty(conn)
-        if gone:
-            self.loop.unwatch(link.fileno())
-            link.close()

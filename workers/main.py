@@ -11,6 +11,7 @@ import prctl
 
 from lapps.config import Config
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
+from lapps.ipc.interface import OpenBus
 from lapps.ipc.slots import SlotBlock
 from lapps.logs import name_process
 from lapps.lua.service import ServiceBootError
@@ -19,11 +20,12 @@ from .worker import IOWorker
 
 
 def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotBlock,
-                master_pid: int) -> int:
+                master_pid: int, *, open_bus: OpenBus) -> int:
     """Run worker `index` in this freshly forked process; returns its exit status.
 
-    Everything per-process (Lua runtimes, the epoll object, signal wiring) is made here,
-    after the fork, never inherited (STYLE pattern 9).
+    Everything per-process (Lua runtimes, the epoll object, the bus, signal wiring) is
+    made here, after the fork, never inherited (STYLE pattern 9); `open_bus` is the bus
+    backend lapps/cli.py chose.
     """
     number = index + 1
     prctl.set_proctitle(f"lapps: worker {number}")
@@ -37,7 +39,8 @@ def worker_main(index: int, config: Config, channel: socket.socket, slots: SlotB
     if os.getppid() != master_pid:        # the master died before PDEATHSIG was armed
         return 0
     channel.setblocking(False)
-    worker = IOWorker(index, config, channel, slot, wake_r, log, master_pid, slots)
+    bus = open_bus(master_pid, slots, worker=index, repeat_interval=config.server.log_repeat_interval)
+    worker = IOWorker(index, config, channel, slot, wake_r, log, bus)
     try:
         worker.load_services()
     except ServiceBootError as e:

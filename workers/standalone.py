@@ -14,9 +14,9 @@ import signal
 import prctl
 
 from lapps.config import Config
-from lapps.ipc.bus import Broadcast, BusError
-from lapps.ipc.mqr import MqrClient
+from lapps.ipc.bus import BusError
 from lapps.ipc.channel import EXIT_BOOT_FAILURE
+from lapps.ipc.interface import OpenBus
 from lapps.ipc.slots import SlotBlock
 from lapps.lapps_protocol import encode, validate_outgoing
 from lapps.logs import name_process, reopen_logs
@@ -24,8 +24,10 @@ from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ServiceBootError, StandaloneService
 
 
-def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, master_pid: int) -> int:
-    """Run instance `instance` (0-based) of standalone service `name`; returns the exit status."""
+def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, master_pid: int,
+                    *, open_bus: OpenBus) -> int:
+    """Run instance `instance` (0-based) of standalone service `name`; returns the exit status.
+    `open_bus` is the bus backend lapps/cli.py chose."""
     label = f"{name}#{instance + 1}"
     prctl.set_proctitle(f"lapps: service {label}")
     prctl.set_name(f"lapps-{name}"[:15])
@@ -43,8 +45,7 @@ def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, 
         return bool(stopping)
 
     svc = config.services[name]
-    bus = Broadcast(master_pid, slots, repeat_interval=config.server.log_repeat_interval)
-    mqr = MqrClient(master_pid, must_stop)
+    bus = open_bus(master_pid, slots, must_stop=must_stop, repeat_interval=config.server.log_repeat_interval)
 
     def publish(channel: int, message: object) -> object:
         try:
@@ -61,7 +62,7 @@ def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, 
         service = StandaloneService(
             svc, log, label, must_stop,
             bcast=Bcast(lambda channel: True, no_handlers, no_handlers, publish),
-            mqr=Mqr(mqr.post, mqr.try_recv, mqr.recv))
+            mqr=Mqr(bus.post, bus.try_recv, bus.recv))
     except ServiceBootError as e:
         log.critical("cannot boot: %s", e)
         return EXIT_BOOT_FAILURE
@@ -73,7 +74,6 @@ def standalone_main(name: str, instance: int, config: Config, slots: SlotBlock, 
         return 1
     finally:
         bus.close()
-        mqr.close()
     if not stopping:
         log.warning("run() returned before must_stop(): the instance ended")
         return 1

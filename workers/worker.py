@@ -20,7 +20,8 @@ from collections.abc import Callable
 from lapps import SERVER_HEADER
 from lapps.config import Config
 from lapps.ipc.channel import receive_sockets, report_closed, report_deploy
-from lapps.ipc.slots import SlotBlock, SlotWriter, WorkerState, service_indexes
+from lapps.ipc.interface import Bus
+from lapps.ipc.slots import SlotWriter, WorkerState, service_indexes
 from lapps.logs import RepeatLimiter
 from lapps.tls import needs_tls, server_context
 from lapps.ws.constants import CloseCode
@@ -45,7 +46,7 @@ class IOWorker(Stopping):
     """Owns the client sockets handed over by the master and runs their services."""
 
     def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
-                 wakeup: socket.socket, log: logging.Logger, master_pid: int, slots: SlotBlock) -> None:
+                 wakeup: socket.socket, log: logging.Logger, bus: Bus) -> None:
         self.index = index
         self.config = config
         self.channel = channel
@@ -72,7 +73,7 @@ class IOWorker(Stopping):
         self.barrier = Barrier(self.repeats, slot)
         self.fault_site = injected_site(log)            # '' unless a test set LAPPS_FAULT_INJECT
         self.protocol_class = FaultyProtocol if self.fault_site == "parser" else ServerProtocol
-        self.host = ServiceHost(self, config, index, master_pid, slots, self.fault_site)
+        self.host = ServiceHost(self, config, bus, self.fault_site)
         self.tls_context = server_context(config.server.tls) if needs_tls(config.server) else None
         self.handler_base = 0
         self.handler_seq = 0
@@ -110,7 +111,7 @@ class IOWorker(Stopping):
         wake_fd = self.wakeup.fileno()
         self.watch(chan_fd, self._take_connections)
         self.watch(wake_fd, self._handle_signals)
-        self.watch(self.host.bus.fileno(), self.host.accept_publisher)
+        self.host.bus.attach(self, self.host.deliver)   # the bus's fds, polled here
         aux = self.aux
         self.slot.state = WorkerState.RUNNING
         self.slot.publish(time.monotonic())

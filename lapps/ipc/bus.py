@@ -13,8 +13,9 @@ sockets would be capped at `net.unix.max_dgram_qlen` packets, 10 on many systems
 - **mqr**: named queues with competing consumers and flow control, in mqr.py (a broker
   thread in the master, a client per process), over the same kind of sockets.
 
-Both are behind small interfaces (`Broadcast.publish/receive`, `MqrClient.post/try_recv/
-recv`) so that a cluster backend (Redis pub/sub across nodes) can stand beside them.
+Processes reach both only through one interface (`lapps/ipc/interface.py` `Bus`; this
+local backend is `lapps/ipc/local.py` `LocalBus`), so that a cluster backend (Redis pub/sub
+across nodes) can stand beside them.
 """
 
 from __future__ import annotations

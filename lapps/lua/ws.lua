@@ -73,7 +73,7 @@ function ws.send(a, b, c, d)
   if a == ws then a, b, c = b, c, d end
   if a == cur and used >= 0 and type(c) == "string" and (b == 2 or (b == 1 and c == cur_text)) then
     local len = #c
-    if used == 0 or used + len <= max_out then
+    if used == 0 or used + len <= max_out then   -- workers/outbound.fits in Lua (test_outbound.py)
       used = used + len + (len < 126 and 2 or (len < 65536 and 4 or 10))
       q[n + 1] = b
       q[n + 2] = c

@@ -30,11 +30,12 @@ module is the server's handshake, its sending side and where the C scanner is ca
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from .codec import NATIVE
 from .constants import CloseCode, Opcode
 from .deflate import negotiate, worth_compressing
-from .frames import frame_header
+from .frames import frame_header, frame_into
 from .framing import EV_CLOSED, FrameParser, State
 from .handshake import (HandshakeError, Request, check_host_and_body, choose_subprotocol, error_response,
                         find_head_end, is_plain_request, parse_request, response_101, validate_upgrade)
@@ -233,6 +234,16 @@ class ServerProtocol(FrameParser):
             out += frame_header(opcode if first else 0, min(frag, n - start), fin=last, rsv1=rsv1 and first)
             out += view[start:start + frag]
         return True
+
+    def plain_sender(self) -> Callable[[int, bytes], None]:
+        """The call that queues one final, unmasked, uncompressed frame `(opcode, data)`,
+        bound once per connection so that a reply costs one C call (the echo path).
+
+        For replies the caller has checked already: the connection is open and neither
+        compression nor auto-fragmenting is on (the kept replies of the Lua host, which
+        keeps none otherwise). Anything else goes through `send`.
+        """
+        return partial(frame_into, self.out)
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue a frame encoded elsewhere (a broadcast is framed once for all its
