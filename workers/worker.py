@@ -8,7 +8,6 @@ messages to the Lua service → send what the protocol queued. Everything slow o
 from __future__ import annotations
 
 import heapq
-import random
 import logging
 import os
 import select
@@ -30,6 +29,7 @@ from lapps.ws.protocol import EV_CLOSED, EV_HTTP, EV_REQUEST, ServerProtocol, St
 from .connection import Connection
 from .faults import Barrier, FaultyProtocol, faulty_socket, injected_site
 from .host import ServiceHost
+from .keepalive import Keepalive
 from .static import StaticFiles
 from .stopping import Stopping
 
@@ -42,7 +42,7 @@ _REPORT_BATCH = 2000     # ended connections per report to the master
 _HANDLER_SEQ_BITS = 30   # handler = pid << 30 | sequence: unique in the server, < 2**53 for Lua
 
 
-class IOWorker(Stopping):
+class IOWorker(Keepalive, Stopping):
     """Owns the client sockets handed over by the master and runs their services."""
 
     def __init__(self, index: int, config: Config, channel: socket.socket, slot: SlotWriter,
@@ -500,51 +500,6 @@ class IOWorker(Stopping):
         if conn.proto.close(code, reason):
             self._timer(self.close_timeout or 1.0, _T_CLOSE, conn)
             self.mark_dirty(conn)
-
-    # ------------------------------------------------------------------ keepalive
-
-    def _sweep(self, now: float) -> None:
-        """Once a second: pings, dead peers and idle connections (DESIGN §2 [limits]).
-
-        One pass over the connections instead of a timer per connection: liveness costs
-        the hot path only the `last_read` store in `_read`.
-        """
-        for conn in list(self.conns.values()):
-            if conn.proto.state == State.OPEN:
-                try:
-                    self._keepalive(conn, now)
-                except Exception as e:   # the fault barrier, as in run()
-                    self._fault(conn, e)
-        self._flush_dirty()
-        self.repeats.flush()   # the count lines of repeated warnings whose interval ended
-
-    def _keepalive(self, conn: Connection, now: float) -> None:
-        """The sweep's look at one open connection: its ping, its liveness, its idleness."""
-        proto = conn.proto
-        timeout, idle = self.ping_timeout, self.idle_timeout
-        if conn.ping_sent:
-            # reads are stamped with the clock of the turn before them, so a read after
-            # the sweep that sent the ping carries at least that sweep's time
-            if conn.last_read >= conn.ping_sent:
-                conn.ping_sent = 0.0                     # answered (any bytes count)
-            elif timeout and now - conn.ping_sent > timeout:
-                if conn.paused:   # it stopped reading: a close frame could not reach it
-                    self.repeats.info("stopped reading", "dropping %s (handler %d): it stopped "
-                                      "reading, %d bytes unsent", conn.peer, conn.handler, len(proto.out))
-                else:
-                    self.log.debug("dropping %s: no answer to a ping in %.0fs", conn.peer, timeout)
-                return self._drop(conn)
-        if self.ping_interval and not conn.ping_sent:
-            if not conn.ping_every:
-                conn.ping_every = self.ping_interval * random.uniform(0.8, 1.2)
-            if now - conn.last_read > conn.ping_every and proto.ping():
-                conn.ping_sent = now
-                self.mark_dirty(conn)
-        if idle:
-            if proto.messages != conn.seen or not conn.last_message:
-                conn.seen, conn.last_message = proto.messages, now
-            elif now - conn.last_message > idle:
-                self.close_connection(conn, CloseCode.GOING_AWAY, "idle timeout")
 
     # ------------------------------------------------------------------ timers
 
