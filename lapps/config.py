@@ -382,6 +382,9 @@ def _check_links(services: dict[str, ServiceConfig]) -> None:
 
 def _check_server(config: Config) -> None:
     """Checks that span keys of [server] and [admin]."""
+    if config.cluster.redis_url:   # the key stands for the scale-out bus to come (DESIGN §8)
+        raise ConfigError(f"cluster.redis_url: the Redis bus is not built yet (this server is one node), "
+                          f"expected \"\", got {_show(config.cluster.redis_url)}")
     tls = config.server.tls
     srv = config.server
     if any(not e.ip for e in srv.endpoints):   # an endpoint without ip listens where [server] does

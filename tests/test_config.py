@@ -518,3 +518,9 @@ def test_lua_path_survives_print_config(site: Path) -> None:
     config = load_config(write(site, '[server]\nlua_path = ["../lib"]\n[services.echo]\n'))
     again = load_config(write(site, to_toml(config), "printed.toml"))
     assert again == config and again.services["echo"].lua_path == (str(site / "lib"),)
+
+
+def test_a_redis_url_is_refused_until_the_bus_exists(site: Path) -> None:
+    message = error_of(site, "[cluster]\nredis_url = 'redis://127.0.0.1:6379/0'\n")
+    assert message == ('cluster.redis_url: the Redis bus is not built yet (this server is one node), '
+                       'expected "", got "redis://127.0.0.1:6379/0"')

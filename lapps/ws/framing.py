@@ -22,6 +22,7 @@ and `close_code`/`close_reason` record why (STYLE pattern 2). Each end supplies 
 from __future__ import annotations
 
 import codecs
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -58,7 +59,7 @@ _OPEN = State.OPEN.value   # plain ints: the parser compares with them per frame
 _CLOSED = State.CLOSED.value
 
 
-class FrameParser:
+class FrameParser(ABC):
     """Frames in, messages and control answers out: the rules both ends share."""
 
     __slots__ = (
@@ -93,17 +94,17 @@ class FrameParser:
 
     # ------------------------------------------------------------------ what each end supplies
 
+    @abstractmethod
     def _queue(self, opcode: int, payload: bytes) -> None:
         """Queue one frame we send (masked by a client, not by a server)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _message(self, opcode: int, payload: bytes) -> None:
         """A complete data message arrived."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _finish(self, code: int, reason: str) -> None:
         """The connection is done (CLOSED): record why and say so in `events`."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ frames
 
@@ -235,8 +236,10 @@ class FrameParser:
         return pos + hlen
 
     def _deliver(self, messages: list[tuple[int, bytes]]) -> None:
-        """Hand over the messages the C scanner took (server end only)."""
-        raise NotImplementedError
+        """Hand over the messages the C scanner took, as if each had been completed here
+        (the server's end, the only one that scans, has a faster loop of its own)."""
+        for opcode, payload in messages:
+            self._message(opcode, payload)
 
     def _frame_complete(self, chunk: bytes) -> None:
         """Handle `chunk`, the next piece of the current frame's payload (maybe the last)."""
