@@ -52,7 +52,7 @@ from fuzz.harness import deflate_payload  # noqa: E402
 from harness import LappsServer, ServerNotReady, free_port, services_folder  # noqa: E402
 from lapps.client import ClientError  # noqa: E402
 from lapps.client import connect as ws_connect  # noqa: E402
-from lapps.ws.codec import NO_SPEEDUPS_ENV  # noqa: E402
+from lapps import NO_SPEEDUPS_ENV  # noqa: E402
 from lapps.ws.frames import mask  # noqa: E402
 from workers.faults import MARKER  # noqa: E402
 
