@@ -1,18 +1,21 @@
-"""A/B: the raw Lua echo of two source trees, alternating rounds, pinned, medians and their ratio.
+"""A/B: the raw Lua echo and the LAppS echo of two source trees, alternating rounds, pinned,
+medians and their ratios.
 
     git archive BASE | tar -x -C /tmp/base && (cd /tmp/base && python setup.py build_ext --inplace)
-    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80] [--lapps]
+    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80] [--echo raw lapps]
 
 For a change that must not cost the hot path (the fault barrier's `try`, say): each round
 starts one tree's server (`python -m lapps` run from that tree, one worker, `/echo`, pings
 off, `taskset -c 0`; bench/harness.py starts it and waits until it echoes), runs the
 websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte text messages, closed
-loop) for `--seconds` (with `--lapps`: the LAppS echo, `/lapps_echo` of bench/services, a
-CBOR request whose param is 277 bytes), and stops the server; the order of the two trees
-alternates from round to round so drift in the machine's load hits both alike. Two figures
+loop) for `--seconds`, and stops the server. `--echo` names the echoes compared (both by
+default, each round running each of them on both trees): `raw`, the Lua echo above, and
+`lapps`, the LAppS echo (`/lapps_echo` of bench/services, a CBOR request whose param is 277
+bytes). The order of the two trees alternates from round to round so drift in the machine's
+load hits both alike. Two figures
 per round: round trips per second (wall clock), and round trips per CPU-second of the
 server's processes (psutil, over the client's run), which a busy neighbour on a shared
-machine disturbs much less. Prints each round, the medians and B/A. Both trees run on this
+machine disturbs much less. Prints each round, and per echo the medians and B/A. Both trees run on this
 interpreter (the venv's), each with the C extension built in place.
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 from harness import HOST, LappsServer, free_port, log, tree_cpu
 
 CLIENT = Path(__file__).resolve().parent / "client" / "lapps-bench-client"
+ECHOES = ("raw", "lapps")
 
 
 def one_round(tree: Path, seconds: float, connections: int, scratch: Path,
@@ -67,24 +71,28 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--connections", type=int, default=80)
-    ap.add_argument("--lapps", action="store_true", help="the LAppS echo instead of the raw one")
+    ap.add_argument("--echo", nargs="+", choices=ECHOES, default=list(ECHOES),
+                    help="the echoes compared (default: both)")
     args = ap.parse_args()
     if not CLIENT.exists():
         raise SystemExit(f"{CLIENT} is missing: make bench-client")
     trees = {"A": args.a.resolve(), "B": args.b.resolve()}
-    rates: dict[str, list[float]] = {"A": [], "B": []}
-    per_cpu: dict[str, list[float]] = {"A": [], "B": []}
+    rates: dict[tuple[str, str], list[float]] = {(e, name): [] for e in args.echo for name in trees}
+    per_cpu: dict[tuple[str, str], list[float]] = {key: [] for key in rates}
     with tempfile.TemporaryDirectory(prefix="lapps-ab-") as scratch:
         for r in range(args.rounds):
-            for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch), args.lapps)
-                rates[name].append(rate)
-                per_cpu[name].append(cpu_rate)
-                log(f"round {r + 1} {name} ({trees[name]}): {rate:,.0f} round trips/s, "
-                    f"{cpu_rate:,.0f} per server CPU-second")
-    for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
-        a, b = statistics.median(series["A"]), statistics.median(series["B"])
-        log(f"median {what}: A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
+            for echo in args.echo:
+                for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                    rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch),
+                                               echo == "lapps")
+                    rates[echo, name].append(rate)
+                    per_cpu[echo, name].append(cpu_rate)
+                    log(f"round {r + 1} {echo} {name} ({trees[name]}): {rate:,.0f} round trips/s, "
+                        f"{cpu_rate:,.0f} per server CPU-second")
+    for echo in args.echo:
+        for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
+            a, b = statistics.median(series[echo, "A"]), statistics.median(series[echo, "B"])
+            log(f"{echo} echo, median {what}: A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
     log(f"({args.rounds} rounds of {args.seconds:g} s, {args.connections} connections, 277 B)")
     return 0
 

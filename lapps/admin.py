@@ -250,6 +250,42 @@ class Observer:
 # ---------------------------------------------------------------------- /metrics
 
 
+# The metric families, in the order LappsCollector.collect() fills them: kind, name, help, labels.
+_FAMILIES: tuple[tuple[type, str, str, tuple[str, ...]], ...] = (
+    (GaugeMetricFamily, "lapps_connections",
+     "Open WebSocket connections, by worker and service.", ("worker", "service")),
+    (GaugeMetricFamily, "lapps_tcp_connections",
+     "Client sockets a worker holds (handshakes included): what the balancer weighs.", ("worker",)),
+    (CounterMetricFamily, "lapps_handshakes_total",
+     "Finished WebSocket handshakes by HTTP status (101: upgraded; 'aborted': ended without an "
+     "answer); worker 'master' for the listeners' refusals.", ("worker", "status")),
+    (CounterMetricFamily, "lapps_messages_total",
+     "WebSocket data messages, received (in) and sent (out).", ("worker", "direction")),
+    (CounterMetricFamily, "lapps_bytes_total",
+     "Bytes read from and written to client sockets.", ("worker", "direction")),
+    (CounterMetricFamily, "lapps_close_codes_total",
+     "Close codes of ended WebSocket connections: sent by the server, received from the peer "
+     "(1006: no close frame).", ("worker", "direction", "code")),
+    (CounterMetricFamily, "lapps_lua_errors_total",
+     "Lua errors in service callbacks (each closed its connection with 1011).", ("worker",)),
+    (CounterMetricFamily, "lapps_internal_errors_total",
+     "Unexpected server exceptions on a connection's path (each closed that connection, 1011 "
+     "or TCP; the worker went on).", ("worker",)),
+    (GaugeMetricFamily, "lapps_outbound_backlog_bytes",
+     "Bytes queued for clients that read slower than the server writes.", ("worker",)),
+    (CounterMetricFamily, "lapps_dropped_messages_total",
+     "Messages refused because a client's outbound buffer was full.", ("worker",)),
+    (CounterMetricFamily, "lapps_worker_restarts_total",
+     "Times the master respawned the worker in this slot after it died.", ("worker",)),
+    (GaugeMetricFamily, "lapps_worker_heartbeat_age_seconds",
+     "Seconds since the worker last published its slot.", ("worker",)),
+    (GaugeMetricFamily, "lapps_process_resident_memory_bytes",
+     "Resident memory of each server process.", ("process",)),
+    (CounterMetricFamily, "lapps_process_cpu_seconds_total",
+     "User and system CPU time of each server process.", ("process",)),
+)
+
+
 class LappsCollector:
     """Builds every metric family from the slots at scrape time (nothing is kept)."""
 
@@ -259,45 +295,7 @@ class LappsCollector:
     @staticmethod
     def _families() -> tuple[Any, ...]:
         """This scrape's empty metric families, in the order collect() yields them."""
-        def family(kind: type, name: str, doc: str, labels: list[str]) -> Any:
-            return kind(name, doc, labels=labels)
-
-        conns = family(GaugeMetricFamily, "lapps_connections",
-                       "Open WebSocket connections, by worker and service.", ["worker", "service"])
-        tcp = family(GaugeMetricFamily, "lapps_tcp_connections",
-                     "Client sockets a worker holds (handshakes included): what the balancer weighs.",
-                     ["worker"])
-        handshakes = family(CounterMetricFamily, "lapps_handshakes_total",
-                            "Finished WebSocket handshakes by HTTP status (101: upgraded; 'aborted': "
-                            "ended without an answer); worker 'master' for the listeners' refusals.",
-                            ["worker", "status"])
-        messages = family(CounterMetricFamily, "lapps_messages_total",
-                          "WebSocket data messages, received (in) and sent (out).", ["worker", "direction"])
-        nbytes = family(CounterMetricFamily, "lapps_bytes_total",
-                        "Bytes read from and written to client sockets.", ["worker", "direction"])
-        closes = family(CounterMetricFamily, "lapps_close_codes_total",
-                        "Close codes of ended WebSocket connections: sent by the server, received from "
-                        "the peer (1006: no close frame).", ["worker", "direction", "code"])
-        lua_errors = family(CounterMetricFamily, "lapps_lua_errors_total",
-                            "Lua errors in service callbacks (each closed its connection with 1011).",
-                            ["worker"])
-        internal = family(CounterMetricFamily, "lapps_internal_errors_total",
-                          "Unexpected server exceptions on a connection's path (each closed that "
-                          "connection, 1011 or TCP; the worker went on).", ["worker"])
-        backlog = family(GaugeMetricFamily, "lapps_outbound_backlog_bytes",
-                         "Bytes queued for clients that read slower than the server writes.", ["worker"])
-        dropped = family(CounterMetricFamily, "lapps_dropped_messages_total",
-                         "Messages refused because a client's outbound buffer was full.", ["worker"])
-        restarts = family(CounterMetricFamily, "lapps_worker_restarts_total",
-                          "Times the master respawned the worker in this slot after it died.", ["worker"])
-        heartbeat = family(GaugeMetricFamily, "lapps_worker_heartbeat_age_seconds",
-                           "Seconds since the worker last published its slot.", ["worker"])
-        rss = family(GaugeMetricFamily, "lapps_process_resident_memory_bytes",
-                     "Resident memory of each server process.", ["process"])
-        cpu = family(CounterMetricFamily, "lapps_process_cpu_seconds_total",
-                     "User and system CPU time of each server process.", ["process"])
-        return (conns, tcp, handshakes, messages, nbytes, closes, lua_errors, internal, backlog, dropped,
-                restarts, heartbeat, rss, cpu)
+        return tuple(kind(name, doc, labels=list(labels)) for kind, name, doc, labels in _FAMILIES)
 
     def collect(self):
         obs = self.observer

@@ -37,6 +37,7 @@ import io
 import math
 import struct
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import cbor2
 
@@ -321,16 +322,24 @@ def validate_outgoing(message: object) -> None:
             raise ValueError("response on cid 0 needs status")
         if "message" in message:
             raise ValueError("cid 0 carries responses only: an OON needs a cid other than 0")
-        result = message.get("result", _MISSING)
-        if result is _MISSING:
-            raise ValueError("response on cid 0 needs a result array")
-        if type(result) is not list:
-            raise ValueError("result must be an array")
+        _required(message, "result", list, "response on cid 0 needs a result array",
+                  "result must be an array")
     else:
         if "result" in message:
             raise ValueError("result is for responses on cid 0; an OON carries message")
         if type(message.get("message")) is not list:
             raise ValueError("OON needs a message array")
+
+
+def _required(message: dict, key: str, kind: type, missing: str, wrong: str) -> Any:
+    """`message[key]`, which a message of its kind must have, of type `kind`; else
+    ValueError(`missing` or `wrong`)."""
+    value = message.get(key, _MISSING)
+    if value is _MISSING:
+        raise ValueError(missing)
+    if type(value) is not kind:
+        raise ValueError(wrong)
+    return value
 
 
 def _check_error_message(message: dict, status: object) -> None:
@@ -340,11 +349,8 @@ def _check_error_message(message: dict, status: object) -> None:
         raise ValueError("a message with error needs status 0")
     if "result" in message or "message" in message:
         raise ValueError("an error message carries no result or message")
-    error = message.get("error", _MISSING)
-    if error is _MISSING:
-        raise ValueError("status 0 needs an error object")
-    if type(error) is not dict:
-        raise ValueError("error must be a map {code, message[, data]}")
+    error = _required(message, "error", dict, "status 0 needs an error object",
+                      "error must be a map {code, message[, data]}")
     if not _ERROR_KEYS.issuperset(error):
         raise ValueError("error: " + _unknown_key(error, _ERROR_KEYS))
     code = error.get("code")

@@ -21,9 +21,8 @@ from typing import Any
 from . import __version__
 from .lua.modules import HOST_MODULES, PRELOAD, PRELOAD_MODULES, STANDALONE_ONLY
 
-# Modules every service here has as a global without asking (lapps/lua/modules HOST_MODULES;
-# `ws` is the reactive host's own).
-ALWAYS_THERE = (*(m.name for m in HOST_MODULES.values() if m.when != PRELOAD), "ws")
+# Modules every service here has as a global without asking (lapps/lua/modules HOST_MODULES).
+ALWAYS_THERE = tuple(m.name for m in HOST_MODULES.values() if m.when != PRELOAD)
 # The original's tls_*_version numbers as TLS versions, as read here: 1 = 1.0 ... 4 = 1.3 (its
 # default is 3, its examples say 4). This server offers 1.2 and 1.3 only.
 TLS_VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3"}

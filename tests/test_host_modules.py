@@ -32,7 +32,7 @@ def test_config_migrate_and_check_config_read_the_table_without_lupa():
 def test_preload_names_and_standalone_only_come_from_the_table():
     assert PRELOAD_MODULES == tuple(n for n, m in HOST_MODULES.items() if m.when == PRELOAD)
     assert set(STANDALONE_ONLY) == {"nap", "cws"}
-    assert set(HOST_MODULES) == {"nljson", "nap", "time", "murmur", "mqr", "cws", "bcast"}
+    assert set(HOST_MODULES) == {"nljson", "nap", "time", "murmur", "mqr", "cws", "bcast", "ws"}
 
 
 @pytest.mark.parametrize("name", sorted(HOST_MODULES))
@@ -43,7 +43,7 @@ def test_each_installer_builds_its_module_table(name: str):
     if set(module.needs) <= set(offered):
         table = module.install(offered)
         assert lua_type(table) == "table"
-    else:   # mqr, cws and bcast need what only a hosting process offers
+    else:   # mqr, cws, bcast and ws need what only a hosting process offers
         with pytest.raises(NotOffered, match=f"^{name} is not available here$"):
             module.install(offered)
 

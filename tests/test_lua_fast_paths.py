@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lapps.lua.runtime import new_runtime
-from lapps.lua.service import _WS_MODULE, reply_sender
+from lapps.lua.modules.ws import _WS_MODULE, reply_sender
 from lapps.lua.values import LuaValues
 
 SETTINGS = settings(max_examples=300, deadline=None,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lapps.lua.runtime import new_runtime
-from lapps.lua.service import _WS_MODULE
+from lapps.lua.modules.ws import _WS_MODULE
 from workers.outbound import fits
 
 LIMIT = 1000

@@ -54,7 +54,7 @@ def frame_kept(send_plain: Callable[[int, bytes], None], kept: tuple, i: int) ->
 
     An entry is `opcode, data` (a raw message) or `0, n, v1..vn` (the LAppS answer
     {cid = 0, status = 1, result = {v1..vn}}): the format is written down once, in
-    lapps/lua/ws.lua, "The kept-reply wire format". Lua checked each as ws:send would, and
+    lapps/lua/modules/ws.lua, "The kept-reply wire format". Lua checked each as ws:send would, and
     keeps none where compression or auto-fragmenting is on, so they are framed plainly.
     """
     n = len(kept)
@@ -183,7 +183,7 @@ class ServiceHost:
         """The message callback proper; everything it needs is bound here, once.
 
         Lua answers onMessage with `ok` alone, or with `ok` and the replies to this
-        connection that it kept back (lapps/lua/service.py, _WS_MODULE): those are queued
+        connection that it kept back (lapps/lua/modules/ws.lua): those are queued
         here with the protocol's plain sender, bound once. The worker's _read, which every
         call runs under, queues the flush. One kept raw reply (an echo) is queued inline;
         anything else goes through `_settle`.

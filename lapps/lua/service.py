@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..config import ServiceConfig
@@ -20,19 +19,12 @@ from .modules import HOST_MODULES, OFFERED, PRELOAD, NotOffered
 from .modules.bcast import Bcast
 from .modules.cws_tls import TlsOptions
 from .modules.mqr import Mqr
+from .modules.ws import WsHost
 from .runtime import LuaError, LuaMemoryError, Runtime, describe_lua_error, lua_type, new_runtime
 from .values import LuaValues
 
 REACTIVE_FUNCTIONS = ("onStart", "onShutdown", "onDisconnect", "onMessage")
 STANDALONE_FUNCTIONS = ("init", "run")
-
-# The `ws` module and the onMessage dispatchers (ws.lua, where the kept-reply format is
-# written down). Like every host module it accepts both call styles of the original
-# (`ws:send(...)` and `ws.send(...)`): the check runs in Lua, where it costs next to
-# nothing, instead of in Python per message. `ws:send(h, table)` is the LAppS-protocol form.
-# Its chunk name is still its text's first (empty) line, as when it was a Python string.
-_WS_MODULE = (Path(__file__).parent / "ws.lua").read_bytes()
-
 
 _HEADROOM = 1 << 20   # bytes of Lua heap a call needs beside its message (make_room)
 
@@ -45,7 +37,7 @@ class ServiceInstance:
     """One instance (one Lua state) of a service, with the modules its config asks for."""
 
     def __init__(self, svc: ServiceConfig, log: logging.Logger, *, budget: bool,
-                 bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
+                 bcast: Bcast | None = None, mqr: Mqr | None = None, ws: WsHost | None = None) -> None:
         self.name = svc.name
         self.config = svc
         self.log = log
@@ -58,7 +50,7 @@ class ServiceInstance:
             g = self.lua.globals()
             offered = {"lua": self.lua, "values": self.values, "directory": svc.directory,
                        "tls": TlsOptions(svc.cws_verify, svc.cws_ca_file, svc.cws_connect_to),
-                       "mqr": mqr,
+                       "mqr": mqr, "ws": ws,
                        "bcast": bcast if svc.standalone or svc.protocol == "lapps" else None}
             self._install_modules(g, offered)
             # the sandbox's collectgarbage, taken now: a service that replaces the global
@@ -71,7 +63,7 @@ class ServiceInstance:
     def _install_modules(self, g: Any, offered: dict[str, Any]) -> None:
         """The host modules of HOST_MODULES this service has, as globals: those of every
         service, those it names in `preload` (the config has refused the ones it may not
-        have), and those the host offers (bcast where there are channels)."""
+        have), and those the host offers (bcast where there are channels, ws in a worker)."""
         for module in HOST_MODULES.values():
             if module.when == PRELOAD and module.name not in self.config.preload:
                 continue
@@ -117,57 +109,28 @@ class ServiceInstance:
             self._collect()
 
 
-def reply_sender(values: LuaValues, send_message: Callable[[Any, Any], Any]) -> Callable[..., Any]:
-    """The Python end of _WS_MODULE's `py_reply`: the pieces of a {cid, status, result}
-    table back into the dict `values.from_lua` would have made of the whole table."""
-    leaf = values.leaf_from_lua
-
-    def send_reply(handler: Any, cid: Any, status: Any, *result: Any) -> Any:
-        message: dict[str, Any] = {"result": [leaf(v) for v in result]}
-        if cid is not None:
-            message["cid"] = leaf(cid)
-        if status is not None:
-            message["status"] = leaf(status)
-        return send_message(handler, message)
-    return send_reply
-
-
 class ReactiveService(ServiceInstance):
     """A reactive service instance in an IO worker (raw or LAppS protocol).
 
-    `send(handler, opcode, bytes)`, `send_message(handler, python_data)` and
-    `close(handler, code, reason)` are the worker's implementations of `ws:send`/`ws:close`;
-    each returns True or (False, errmsg_bytes), as the original LAppS API returns.
+    `send`, `send_message`, `close` and `deferred` are the worker's side of the `ws` module
+    (modules/ws.py WsHost), which the loader installs with the other host modules.
     """
 
     def __init__(self, svc: ServiceConfig, log: logging.Logger, send: Callable[..., Any],
                  send_message: Callable[[Any, Any], Any], close: Callable[..., Any],
                  *, deferred: Callable[..., None], max_outbound: int,
                  bcast: Bcast | None = None, mqr: Mqr | None = None) -> None:
-        super().__init__(svc, log, budget=True, bcast=bcast, mqr=mqr)
+        ws = WsHost(send, send_message, close, deferred, max_outbound, svc.protocol == "lapps")
+        super().__init__(svc, log, budget=True, bcast=bcast, mqr=mqr, ws=ws)
         values = self.values
-
-        def send_table(handler: Any, table: Any) -> Any:
-            try:
-                message = values.from_lua(table)
-            except ValueError as e:
-                return False, str(e).encode()
-            return send_message(handler, message)
-
-        try:
-            ws, dispatcher, self.take_kept, request_dispatcher = self.lua.execute(
-                _WS_MODULE, send, send_table, close, deferred, max_outbound,
-                reply_sender(values, send_message), svc.protocol == "lapps")
-            self.lua.globals().ws = ws
-        except LuaError as e:
-            raise ServiceBootError(f"service {svc.name}: {describe_lua_error(e)}") from None
         module = self.load(REACTIVE_FUNCTIONS)
         guarded = self.runtime.guarded
-        # on_message(handler, opcode, message[, used]): see _WS_MODULE for `used` and the
+        # on_message(handler, opcode, message[, used]): see modules/ws.lua for `used` and the
         # replies it returns after `ok`
-        self.on_message = dispatcher(guarded(module[b"onMessage"]))
+        self.on_message = ws.dispatcher(guarded(module[b"onMessage"]))
         # on_request(handler, msg_type, used, *values.request_parts(message)): LAppS protocol
-        self.on_request = request_dispatcher(guarded(module[b"onMessage"]), values.build_request)
+        self.on_request = ws.request_dispatcher(guarded(module[b"onMessage"]), values.build_request)
+        self.take_kept = ws.take_kept
         self.on_disconnect = guarded(module[b"onDisconnect"])
         self._on_start = guarded(module[b"onStart"])
         self._on_shutdown = guarded(module[b"onShutdown"])

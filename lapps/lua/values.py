@@ -61,11 +61,12 @@ _NULL, _OBJECT = b"null", b"object"
 
 
 class _TooDeep(Exception):
-    """Raised at the depth limit; every enclosing table adds itself on the way out."""
+    """Raised at the depth limit by the container `deepest`; every enclosing table adds
+    itself on the way out."""
 
-    def __init__(self) -> None:
+    def __init__(self, deepest: Any) -> None:
         super().__init__()
-        self.path: list[Any] = []
+        self.path: list[Any] = [deepest]
 
 
 class LuaValues:
@@ -156,9 +157,7 @@ class LuaValues:
 
     def _container_to_lua(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
-            e = _TooDeep()
-            e.path.append(obj)
-            raise e
+            raise _TooDeep(obj)
         null = self.null
         try:
             if type(obj) is list:
@@ -252,9 +251,7 @@ class LuaValues:
         # One pass: read as an array while the keys run 1, 2, 3, ...; at the first other
         # key, what was read moves into a dict and the pass goes on as a map.
         if depth > MAX_DEPTH:
-            e = _TooDeep()
-            e.path.append(table)
-            raise e
+            raise _TooDeep(table)
         table_type = self._table_type
         out: list[Any] = []
         append = out.append

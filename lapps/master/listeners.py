@@ -13,6 +13,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .. import SERVER_HEADER
 from ..acl import Acl
@@ -149,21 +150,19 @@ class Dispatcher:
                 excluded.add(i)
 
 
-class Listener(threading.Thread):
-    """One accept loop."""
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket and what its accept loops share; each loop is a thread that
+    runs `serve` with its own number."""
 
-    def __init__(self, listener_id: int, sock: socket.socket, tls: bool, acl: Acl,
-                 dispatcher: Dispatcher, stop: threading.Event) -> None:
-        super().__init__(name=f"listener-{listener_id}", daemon=True)
-        self.listener_id = listener_id
-        self.sock = sock
-        self.tls = tls
-        self.acl = acl
-        self.dispatcher = dispatcher
-        self.stop = stop
-        self.log = logging.getLogger("lapps.listener")
+    sock: socket.socket
+    tls: bool
+    acl: Acl
+    dispatcher: Dispatcher
+    stop: threading.Event
 
-    def run(self) -> None:
+    def serve(self, listener_id: int) -> None:
+        """One accept loop, until `stop`."""
         retry = (SERVER_HEADER, ("Retry-After", str(RETRY_AFTER)))
         refusals = {ALL_FULL: error_response(503, "every worker is at max_connections", retry),
                     IP_LIMIT: error_response(429, "too many connections from your address", retry)}
@@ -177,21 +176,21 @@ class Listener(threading.Thread):
             except OSError as e:
                 if self.stop.is_set():
                     return
-                repeats.warning(("accept", e.errno), "listener %d: accept failed: %s", self.listener_id, e)
+                repeats.warning(("accept", e.errno), "listener %d: accept failed: %s", listener_id, e)
                 self.stop.wait(0.05)   # EMFILE and friends: do not spin
                 continue
             with client:
                 if not self.acl.allows(addr[0]):
                     repeats.warning("acl", "refused %s: not allowed by [server.acl]", addr[0])
                     continue
-                outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
+                outcome = self.dispatcher.dispatch(client, listener_id, self.tls, addr[0])
                 waited = 0.0
                 while outcome == CHANNELS_BUSY and waited < _BUSY_PATIENCE:
                     # the workers are behind, not full: hold this accept (the kernel's backlog
                     # holds the next ones) rather than refuse a client a worker can take soon
                     self.stop.wait(_BUSY_RETRY)
                     waited += _BUSY_RETRY
-                    outcome = self.dispatcher.dispatch(client, self.listener_id, self.tls, addr[0])
+                    outcome = self.dispatcher.dispatch(client, listener_id, self.tls, addr[0])
                 if outcome == CHANNELS_BUSY:
                     outcome = self.dispatcher.give_up()
                 if outcome != DISPATCHED:
@@ -205,9 +204,11 @@ class Listener(threading.Thread):
 
 
 def start_listeners(sock: socket.socket, tls: bool, count: int, first_id: int, acl: Acl,
-                    dispatcher: Dispatcher, stop: threading.Event) -> list[Listener]:
+                    dispatcher: Dispatcher, stop: threading.Event) -> list[threading.Thread]:
     """`count` accept loops on `sock`, numbered from `first_id`."""
-    threads = [Listener(first_id + i, sock, tls, acl, dispatcher, stop) for i in range(count)]
+    listener = Listener(sock, tls, acl, dispatcher, stop)
+    threads = [threading.Thread(target=listener.serve, args=(i,), name=f"listener-{i}", daemon=True)
+               for i in range(first_id, first_id + count)]
     for t in threads:
         t.start()
     return threads

@@ -14,9 +14,6 @@ for reactive services (lapps/commands/config.py), the migration from the origina
 module is a file here and a line in the table. The table names its installers by
 "module:function" and imports them only when a service installs one, so reading it needs
 no lupa (the master, which never runs Lua, reads the config).
-
-`ws` is not in the table: it is the reactive host's own module, built by `ReactiveService`
-with the worker's send path (lapps/lua/ws.lua).
 """
 
 from __future__ import annotations
@@ -38,9 +35,10 @@ class HostModule:
     """One host module: the global it becomes, its installer, and where it is allowed.
 
     `when`: PRELOAD (a service names it in `preload`), ALWAYS (every service has it) or
-    OFFERED (the host installs it wherever it offers what it needs, bcast's channels).
+    OFFERED (the host installs it wherever it offers what it needs: bcast's channels, the
+    worker's send path of ws).
     `needs` names the installer's arguments among what the host offers (`lua`, `values`,
-    `directory`, `tls`, `mqr`, `bcast`). `reactive` False: the module blocks, so only
+    `directory`, `tls`, `mqr`, `bcast`, `ws`). `reactive` False: the module blocks, so only
     standalone services may have it (a reactive one would stall its worker).
     """
 
@@ -67,6 +65,7 @@ HOST_MODULES: dict[str, HostModule] = {m.name: m for m in (
     HostModule("mqr", "mqr:install_mqr", ("lua", "values", "mqr")),
     HostModule("cws", "cws:install_cws", ("lua", "values", "tls"), reactive=False),
     HostModule("bcast", "bcast:install_bcast", ("lua", "values", "bcast"), when=OFFERED),
+    HostModule("ws", "ws:install_ws", ("lua", "values", "ws"), when=OFFERED),
 )}
 
 PRELOAD_MODULES = tuple(m.name for m in HOST_MODULES.values() if m.when == PRELOAD)

@@ -61,12 +61,14 @@ errors are plain Lua errors. A connection an object no longer references stays o
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import selectors
 import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,6 +96,29 @@ def _int(value: Any) -> int | None:
     if type(value) is int:
         return value
     return None
+
+
+class _Refused(Exception):
+    """A cws:send or cws:close that cannot be done; Lua gets (false, the message)."""
+
+
+def _answering(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` as Lua calls it: what it returns, or (False, why) where it raised _Refused."""
+    @functools.wraps(method)
+    def call(*args: Any) -> Any:
+        try:
+            return method(*args)
+        except _Refused as e:
+            return False, str(e).encode()
+    return call
+
+
+def _utf8(data: bytes, refusal: str) -> str:
+    """`data` as text; _Refused(`refusal`) if it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused(refusal) from None
 
 
 class _Connection:
@@ -183,55 +208,54 @@ class CwsClient:
         self._pending.append(conn)
         return handler
 
+    @_answering
     def send(self, handler: Any = None, data: Any = None, opcode: Any = None) -> Any:
-        conn = self._conns.get(_int(handler))   # type: ignore[arg-type]
-        if conn is None:
-            return False, f"cws:send: no open connection with handler {handler}".encode()
+        conn = self._connection(handler, "send")
         op = 1 if opcode is None else _int(opcode)
         if (op != 1 and op != 2) or type(data) is not bytes:
-            return False, (b"Usage: cws:send(handler, data, opcode): data is a string, opcode 1 "
-                           b"(text, the default) or 2 (binary)")
+            raise _Refused("Usage: cws:send(handler, data, opcode): data is a string, opcode 1 "
+                           "(text, the default) or 2 (binary)")
         if conn.proto.state != State.OPEN:
             what = "not open yet" if not conn.opened else "closing"
-            return False, f"cws:send: connection {conn.handler} is {what}".encode()
+            raise _Refused(f"cws:send: connection {conn.handler} is {what}")
         if op == 1:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                return False, b"cws:send: a text message must be valid UTF-8 (send it as binary, opcode 2)"
+            _utf8(data, "cws:send: a text message must be valid UTF-8 (send it as binary, opcode 2)")
         conn.proto.send(op, data)
         error = self._flush(conn)
         if error:
             self._finish(conn, error)
-            return False, f"cws:send: {error}".encode()
+            raise _Refused(f"cws:send: {error}")
         return True
 
+    @_answering
     def close(self, handler: Any = None, code: Any = None, reason: Any = None) -> Any:
-        conn = self._conns.get(_int(handler))   # type: ignore[arg-type]
-        if conn is None:
-            return False, f"cws:close: no open connection with handler {handler}".encode()
+        conn = self._connection(handler, "close")
         c = 1000 if code is None else _int(code)
         if c is None or (reason is not None and type(reason) is not bytes):
-            return False, b"Usage: obj:close([code[, reason]]): code an integer, reason a string"
-        try:
-            text = (reason or b"").decode("utf-8")
-        except UnicodeDecodeError:
-            return False, b"cws:close: the reason must be valid UTF-8"
+            raise _Refused("Usage: obj:close([code[, reason]]): code an integer, reason a string")
+        text = _utf8(reason or b"", "cws:close: the reason must be valid UTF-8")
         proto = conn.proto
         if not conn.opened:
             self._finish(conn, None, 1006, "closed by the client before the connection opened")
             return True
         if proto.state != State.OPEN:
-            return False, f"cws:close: connection {conn.handler} is already closing".encode()
+            raise _Refused(f"cws:close: connection {conn.handler} is already closing")
         try:
             proto.close(c, text)
         except ValueError as e:
-            return False, f"cws:close: {e}".encode()
+            raise _Refused(f"cws:close: {e}") from None
         conn.deadline = time.monotonic() + CLOSE_TIMEOUT
         error = self._flush(conn)
         if error:
             self._finish(conn, error)
         return True
+
+    def _connection(self, handler: Any, verb: str) -> _Connection:
+        """The open connection `handler` names, for cws:`verb`; _Refused if there is none."""
+        conn = self._conns.get(_int(handler))   # type: ignore[arg-type]
+        if conn is None:
+            raise _Refused(f"cws:{verb}: no open connection with handler {handler}")
+        return conn
 
     def poll(self, timeout: Any = None) -> None:
         """One pass of the loop (Lua runs the callbacks it queued right after)."""

@@ -22,25 +22,23 @@ local function want(fname, what, v, ok)
   end
 end
 
-function M.decode(a, b)
-  if rawequal(a, M) then a = b end
-  want("decode", "a JSON string", a, type(a) == "string")
-  local r = settled(py_decode(a))
-  return r
+-- a function of one argument done in Python: `check` (if any) refuses what it cannot take
+local function by_python(fname, what, check, py)
+  return function(a, b)
+    if rawequal(a, M) then a = b end
+    if check then want(fname, what, a, check(a)) end
+    local r = settled(py(a))
+    return r
+  end
 end
 
-function M.decode_file(a, b)
-  if rawequal(a, M) then a = b end
-  want("decode_file", "a file name", a, type(a) == "string")
-  local r = settled(py_decode_file(a))
-  return r
-end
+local function is_string(v) return type(v) == "string" end
 
-function M.encode(a, b)
-  if rawequal(a, M) then a = b end
-  local r = settled(py_encode(a, nil))
-  return r
-end
+M.decode = by_python("decode", "a JSON string", is_string, py_decode)
+M.decode_file = by_python("decode_file", "a file name", is_string, py_decode_file)
+M.encode = by_python("encode", nil, nil, py_encode)
+M.to_cbor = by_python("to_cbor", nil, nil, py_to_cbor)
+M.from_cbor = by_python("from_cbor", "a CBOR string", is_string, py_from_cbor)
 
 function M.encode_pretty(a, b, c)
   if rawequal(a, M) then a, b = b, c end
@@ -48,19 +46,6 @@ function M.encode_pretty(a, b, c)
   want("encode_pretty", "an indent of 0 to 16", b,
        type(b) == "number" and b >= 0 and b <= 16 and b % 1 == 0)
   local r = settled(py_encode_pretty(a, b))
-  return r
-end
-
-function M.to_cbor(a, b)
-  if rawequal(a, M) then a = b end
-  local r = settled(py_to_cbor(a))
-  return r
-end
-
-function M.from_cbor(a, b)
-  if rawequal(a, M) then a = b end
-  want("from_cbor", "a CBOR string", a, type(a) == "string")
-  local r = settled(py_from_cbor(a))
   return r
 end
 

@@ -90,7 +90,7 @@ def install_nljson(lua: Any, values: LuaValues, directory: str | None = None) ->
             raise _Refused(f"{path!r} is larger than {MAX_FILE_BYTES} bytes")
         return to_lua(_loads(data, f"invalid JSON in {path!r}"))
 
-    def encode(value: Any, indent: int | None) -> bytes:
+    def encode(value: Any, indent: int | None = None) -> bytes:
         data = from_lua(value)
         try:
             if indent:
