@@ -1,14 +1,16 @@
 """A/B: the raw Lua echo of two source trees, alternating rounds, pinned, medians and their ratio.
 
     git archive BASE | tar -x -C /tmp/base && (cd /tmp/base && python setup.py build_ext --inplace)
-    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80] [--lapps]
+    python bench/ab_trees.py /tmp/base . [--rounds 8] [--seconds 3] [--connections 80] [--lapps | --both]
 
 For a change that must not cost the hot path (the fault barrier's `try`, say): each round
 starts one tree's server (`python -m lapps` run from that tree, one worker, `/echo`, pings
 off, `taskset -c 0`; bench/harness.py starts it and waits until it echoes), runs the
 websocketpp client (`make bench-client`; `taskset -c 1`, 277-byte text messages, closed
 loop) for `--seconds` (with `--lapps`: the LAppS echo, `/lapps_echo` of bench/services, a
-CBOR request whose param is 277 bytes), and stops the server; the order of the two trees
+CBOR request whose param is 277 bytes; with `--both` each round runs both echoes on each
+tree, and the LAppS / raw ratio of each tree is the median of its per-round ratios), and
+stops the server; the order of the two trees
 alternates from round to round so drift in the machine's load hits both alike. Two figures
 per round: round trips per second (wall clock), and round trips per CPU-second of the
 server's processes (psutil, over the client's run), which a busy neighbour on a shared
@@ -68,23 +70,33 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--connections", type=int, default=80)
     ap.add_argument("--lapps", action="store_true", help="the LAppS echo instead of the raw one")
+    ap.add_argument("--both", action="store_true",
+                    help="the raw and the LAppS echo in every round, and LAppS / raw per tree")
     args = ap.parse_args()
     if not CLIENT.exists():
         raise SystemExit(f"{CLIENT} is missing: make bench-client")
     trees = {"A": args.a.resolve(), "B": args.b.resolve()}
-    rates: dict[str, list[float]] = {"A": [], "B": []}
-    per_cpu: dict[str, list[float]] = {"A": [], "B": []}
+    cases = (False, True) if args.both else (args.lapps,)
+    keys = [(t, c) for t in trees for c in cases]
+    rates: dict[tuple[str, bool], list[float]] = {k: [] for k in keys}
+    per_cpu: dict[tuple[str, bool], list[float]] = {k: [] for k in keys}
     with tempfile.TemporaryDirectory(prefix="lapps-ab-") as scratch:
         for r in range(args.rounds):
-            for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch), args.lapps)
-                rates[name].append(rate)
-                per_cpu[name].append(cpu_rate)
-                log(f"round {r + 1} {name} ({trees[name]}): {rate:,.0f} round trips/s, "
+            order = keys if r % 2 == 0 else keys[::-1]
+            for name, lapps in order:
+                rate, cpu_rate = one_round(trees[name], args.seconds, args.connections, Path(scratch), lapps)
+                rates[name, lapps].append(rate)
+                per_cpu[name, lapps].append(cpu_rate)
+                log(f"round {r + 1} {name} {'lapps' if lapps else 'raw'} ({trees[name]}): {rate:,.0f} round trips/s, "
                     f"{cpu_rate:,.0f} per server CPU-second")
     for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
-        a, b = statistics.median(series["A"]), statistics.median(series["B"])
-        log(f"median {what}: A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
+        for lapps in cases:
+            a, b = statistics.median(series["A", lapps]), statistics.median(series["B", lapps])
+            log(f"median {what} ({'lapps' if lapps else 'raw'}): A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
+        if args.both:
+            for name in trees:
+                ratios = [lp / raw for lp, raw in zip(series[name, True], series[name, False])]
+                log(f"LAppS / raw, {what}, {name}: median of per-round ratios {statistics.median(ratios):.3f}")
     log(f"({args.rounds} rounds of {args.seconds:g} s, {args.connections} connections, 277 B)")
     return 0
 
