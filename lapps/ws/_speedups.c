@@ -281,11 +281,195 @@ speedups_utf8_valid(PyObject *self, PyObject *arg)
     return PyBool_FromLong(ok);
 }
 
+/* ---- the LAppS request fast path (lapps/lapps_fastpath.py has its Python twin) ----
+ *
+ * request_args() reads the one request shape nearly every LAppS message has, a definite
+ * CBOR map {lapps: 1, method: text, params: [scalars...], cid: int} (params and cid
+ * optional, keys in any order), and returns what the worker hands to Lua for it. Anything
+ * else (another encoding, a tag, null, a nested container, a float16, a duplicate or an
+ * unknown key, an error of any kind) gives None and the full Python path decides: every
+ * rule of DESIGN §4 keeps its one implementation in lapps_protocol.py. */
+
+/* One CBOR head at *pp: major type, additional info (low five bits) and argument.
+ * -1: truncated, indefinite or reserved. */
+static int
+cbor_head(const unsigned char **pp, const unsigned char *end, int *major, int *info, uint64_t *arg)
+{
+    const unsigned char *p = *pp;
+    if (p >= end)
+        return -1;
+    unsigned char b = *p++;
+    int extra;
+    *major = b >> 5;
+    *info = b & 31;
+    if (*info < 24) {
+        *arg = (uint64_t)*info;
+        *pp = p;
+        return 0;
+    }
+    if (*info == 24) extra = 1;
+    else if (*info == 25) extra = 2;
+    else if (*info == 26) extra = 4;
+    else if (*info == 27) extra = 8;
+    else return -1;
+    if (end - p < extra)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < extra; i++)
+        v = (v << 8) | p[i];
+    *arg = v;
+    *pp = p + extra;
+    return 0;
+}
+
+/* A string item's bytes (major 2 or 3, text valid UTF-8) as bytes; NULL (no exception
+ * set) when it is not one. */
+static PyObject *
+cbor_string(const unsigned char **pp, const unsigned char *end, int major, uint64_t len)
+{
+    const unsigned char *p = *pp;
+    if (len > (uint64_t)(end - p))
+        return NULL;
+    if (major == 3 && !utf8_valid(p, (Py_ssize_t)len))
+        return NULL;
+    *pp = p + len;
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)len);
+}
+
+/* A signed 64-bit integer item (major 0 or 1) as int; NULL when out of range. */
+static PyObject *
+cbor_int(int major, uint64_t arg)
+{
+    if (arg > (uint64_t)INT64_MAX)
+        return NULL;
+    return PyLong_FromLongLong(major == 0 ? (long long)arg : -1 - (long long)arg);
+}
+
+/* One item of params: text/bytes -> bytes, int, bool, float32/64 -> float; NULL else. */
+static PyObject *
+cbor_scalar(const unsigned char **pp, const unsigned char *end)
+{
+    int major, info;
+    uint64_t arg;
+    if (cbor_head(pp, end, &major, &info, &arg) < 0)
+        return NULL;
+    switch (major) {
+    case 0: case 1:
+        return cbor_int(major, arg);
+    case 2: case 3:
+        return cbor_string(pp, end, major, arg);
+    case 7:
+        if (info == 20) Py_RETURN_FALSE;
+        if (info == 21) Py_RETURN_TRUE;
+        if (info == 26) {
+            uint32_t b32 = (uint32_t)arg;
+            float f;
+            memcpy(&f, &b32, 4);
+            return PyFloat_FromDouble((double)f);
+        }
+        if (info == 27) {
+            double d;
+            memcpy(&d, &arg, 8);
+            return PyFloat_FromDouble(d);
+        }
+        return NULL;                /* null, undefined, simple values, float16 */
+    default:
+        return NULL;                /* containers, tags */
+    }
+}
+
+#define MAX_FAST_PARAMS 256   /* lapps/lua/values.py _MAX_VARARGS */
+
+PyDoc_STRVAR(request_args_doc,
+"request_args(data) -> tuple | None\n\n"
+"The common LAppS request as the worker hands it to Lua: (msg_type, method bytes, cid or\n"
+"None[, True, *params]), params as bytes/int/float/bool; None for anything else.");
+
+static PyObject *
+speedups_request_args(PyObject *self, PyObject *arg)
+{
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)data.buf, *end = p + data.len;
+    PyObject *method = NULL, *cid = NULL, *items[MAX_FAST_PARAMS];
+    Py_ssize_t nitems = 0;
+    int has_lapps = 0, has_params = 0, major, info;
+    uint64_t n, v;
+    PyObject *result = NULL;
+    if (cbor_head(&p, end, &major, &info, &n) < 0 || major != 5 || n < 2 || n > 4)
+        goto fail;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t klen;
+        if (cbor_head(&p, end, &major, &info, &klen) < 0 || major != 3 || klen > (uint64_t)(end - p))
+            goto fail;
+        const unsigned char *key = p;
+        p += klen;
+        if (cbor_head(&p, end, &major, &info, &v) < 0)
+            goto fail;
+        if (klen == 5 && memcmp(key, "lapps", 5) == 0) {
+            if (has_lapps || major != 0 || v != 1)
+                goto fail;
+            has_lapps = 1;
+        } else if (klen == 6 && memcmp(key, "method", 6) == 0) {
+            if (method != NULL || major != 3 || v == 0 || v > (uint64_t)(end - p)
+                    || p[0] == '_' || memchr(p, '.', (size_t)v) != NULL)
+                goto fail;
+            if ((method = cbor_string(&p, end, major, v)) == NULL)
+                goto fail;
+        } else if (klen == 3 && memcmp(key, "cid", 3) == 0) {
+            if (cid != NULL || (major != 0 && major != 1) || (cid = cbor_int(major, v)) == NULL)
+                goto fail;
+        } else if (klen == 6 && memcmp(key, "params", 6) == 0) {
+            if (has_params || major != 4 || v > MAX_FAST_PARAMS)
+                goto fail;
+            has_params = 1;
+            for (uint64_t j = 0; j < v; j++) {
+                if ((items[nitems] = cbor_scalar(&p, end)) == NULL)
+                    goto fail;
+                nitems++;
+            }
+        } else
+            goto fail;
+    }
+    if (!has_lapps || method == NULL || p != end)
+        goto fail;
+    result = PyTuple_New(3 + (has_params ? 1 + nitems : 0));
+    if (result == NULL)
+        goto fail;
+    long msg_type = (cid != NULL ? 1 : 3) + (nitems ? 1 : 0);
+    PyTuple_SET_ITEM(result, 0, PyLong_FromLong(msg_type));
+    PyTuple_SET_ITEM(result, 1, method);
+    if (cid == NULL) {
+        Py_INCREF(Py_None);
+        cid = Py_None;
+    }
+    PyTuple_SET_ITEM(result, 2, cid);
+    if (has_params) {
+        Py_INCREF(Py_True);
+        PyTuple_SET_ITEM(result, 3, Py_True);
+        for (Py_ssize_t j = 0; j < nitems; j++)
+            PyTuple_SET_ITEM(result, 4 + j, items[j]);
+    }
+    PyBuffer_Release(&data);
+    return result;
+fail:
+    Py_XDECREF(method);
+    Py_XDECREF(cid);
+    for (Py_ssize_t j = 0; j < nitems; j++)
+        Py_DECREF(items[j]);
+    PyBuffer_Release(&data);
+    if (PyErr_Occurred())           /* out of memory: say so */
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
     {"utf8_valid", (PyCFunction)speedups_utf8_valid, METH_O, utf8_doc},
     {"frame_into", (PyCFunction)(void (*)(void))speedups_frame_into, METH_FASTCALL, frame_into_doc},
+    {"request_args", (PyCFunction)speedups_request_args, METH_O, request_args_doc},
     {NULL, NULL, 0, NULL}
 };
 
