@@ -159,3 +159,32 @@ def test_the_c_version_reads_any_buffer() -> None:
     assert request_args(bytearray(data)) == request_args(memoryview(data)) == (4, b"echo", None, True, 1)
     with pytest.raises(TypeError):
         request_args("not bytes")
+
+
+# ------------------------------------------------------------------ the answer, encoded
+
+answer_values = st.lists(st.one_of(
+    st.binary(max_size=300), st.text(max_size=30).map(str.encode), st.booleans(),
+    st.integers(-(1 << 64) + 1, (1 << 64) - 1), st.floats(),
+    st.sampled_from([2.0 ** 63, -(2.0 ** 63), 2.0 ** 64, 1e300, -0.0, 23.0, 24.0, -24.0, -25.0, 65535.0,
+                     4294967296.0, -(2 ** 63), (1 << 64) - 1, -(1 << 64)])), max_size=70)
+
+
+@native
+@SETTINGS
+@given(values=answer_values)
+def test_encode_answer_in_c_is_its_python_twin(values: list) -> None:
+    from lapps.lapps_protocol import encode_answer, encode_answer_python
+    assert encode_answer(values) == encode_answer_python(values)
+    assert encode_answer(tuple(values)) == encode_answer_python(values)
+
+
+@native
+@pytest.mark.parametrize("bad, error", [([1 << 64], OverflowError), ([-(1 << 64) - 1], OverflowError),
+                                        (["text"], TypeError), ([None], TypeError), ([[1]], TypeError)])
+def test_encode_answer_in_c_refuses_what_its_twin_refuses(bad: list, error: type) -> None:
+    from lapps.lapps_protocol import encode_answer, encode_answer_python
+    with pytest.raises(error):
+        encode_answer_python(bad)
+    with pytest.raises(error):
+        encode_answer(bad)

@@ -17,6 +17,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 /* XOR n bytes of src into dst with the 4-byte key k, starting at byte `offset` of the key
  * stream, eight bytes at a time. */
@@ -464,12 +465,124 @@ fail:
     Py_RETURN_NONE;
 }
 
+/* ---- the usual LAppS answer, encoded (lapps_protocol.encode_answer_python is its twin) ---- */
+
+/* A CBOR head (major type already shifted) for n, shortest form, at dst; its length. */
+static Py_ssize_t
+put_head(unsigned char *dst, unsigned char major, uint64_t n)
+{
+    if (n < 24) {
+        dst[0] = major | (unsigned char)n;
+        return 1;
+    }
+    int extra = n < 0x100 ? 1 : n < 0x10000 ? 2 : n < 0x100000000ULL ? 4 : 8;
+    dst[0] = major | (extra == 1 ? 24 : extra == 2 ? 25 : extra == 4 ? 26 : 27);
+    for (int i = 0; i < extra; i++)
+        dst[1 + i] = (unsigned char)(n >> (8 * (extra - 1 - i)));
+    return 1 + extra;
+}
+
+/* An int item (major 0, or 1 for -1 - n); -1 with OverflowError past 64 bits. */
+static Py_ssize_t
+put_int(unsigned char *dst, PyObject *v)
+{
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (!overflow) {
+        if (x == -1 && PyErr_Occurred())
+            return -1;
+        return x >= 0 ? put_head(dst, 0x00, (uint64_t)x) : put_head(dst, 0x20, (uint64_t)(-1 - x));
+    }
+    PyObject *magnitude = overflow > 0 ? (Py_INCREF(v), v) : PyNumber_Invert(v);   /* -1 - v */
+    if (magnitude == NULL)
+        return -1;
+    unsigned long long u = PyLong_AsUnsignedLongLong(magnitude);
+    Py_DECREF(magnitude);
+    if (u == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    return put_head(dst, overflow > 0 ? 0x00 : 0x20, u);
+}
+
+static const unsigned char REPLY_HEAD[] = {   /* {"cid": 0, "status": 1, "result": as cbor2 writes it */
+    0xa3, 0x63, 'c', 'i', 'd', 0x00, 0x66, 's', 't', 'a', 't', 'u', 's', 0x01,
+    0x66, 'r', 'e', 's', 'u', 'l', 't'};
+
+PyDoc_STRVAR(encode_answer_doc,
+"encode_answer(values) -> bytes\n\n"
+"CBOR of {cid: 0, status: 1, result: [values]}, values Lua scalars as lupa hands them\n"
+"over (bytes, int, float, bool): lapps.lapps_protocol.encode_answer_python in C.");
+
+static PyObject *
+speedups_encode_answer(PyObject *self, PyObject *arg)
+{
+    PyObject *seq = PySequence_Fast(arg, "encode_answer(values): a tuple or list");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t cap = (Py_ssize_t)sizeof(REPLY_HEAD) + 9;
+    for (Py_ssize_t i = 0; i < n; i++)
+        cap += 9 + (PyBytes_CheckExact(items[i]) ? PyBytes_GET_SIZE(items[i]) : 0);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL)
+        goto error;
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out), *start = dst;
+    memcpy(dst, REPLY_HEAD, sizeof(REPLY_HEAD));
+    dst += sizeof(REPLY_HEAD);
+    dst += put_head(dst, 0x80, (uint64_t)n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = items[i];
+        if (PyBytes_CheckExact(v)) {
+            Py_ssize_t len = PyBytes_GET_SIZE(v);
+            const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(v);
+            dst += put_head(dst, utf8_valid(b, len) ? 0x60 : 0x40, (uint64_t)len);
+            memcpy(dst, b, len);
+            dst += len;
+        } else if (PyBool_Check(v)) {
+            *dst++ = v == Py_True ? 0xf5 : 0xf4;
+        } else if (PyFloat_CheckExact(v)) {
+            double d = PyFloat_AS_DOUBLE(v);
+            if (d == floor(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0) {
+                long long x = (long long)d;   /* integral and in range: an integer, as from_lua makes it */
+                dst += x >= 0 ? put_head(dst, 0x00, (uint64_t)x) : put_head(dst, 0x20, (uint64_t)(-1 - x));
+            } else if (d != d) {
+                *dst++ = 0xf9; *dst++ = 0x7e; *dst++ = 0x00;
+            } else if (isinf(d)) {
+                *dst++ = 0xf9; *dst++ = d > 0 ? 0x7c : 0xfc; *dst++ = 0x00;
+            } else {
+                uint64_t bits;
+                memcpy(&bits, &d, 8);
+                *dst++ = 0xfb;
+                for (int j = 0; j < 8; j++)
+                    *dst++ = (unsigned char)(bits >> (56 - 8 * j));
+            }
+        } else if (PyLong_CheckExact(v)) {
+            Py_ssize_t k = put_int(dst, v);
+            if (k < 0)
+                goto error;
+            dst += k;
+        } else {
+            PyErr_Format(PyExc_TypeError, "not a Lua scalar: %s", Py_TYPE(v)->tp_name);
+            goto error;
+        }
+    }
+    Py_DECREF(seq);
+    if (_PyBytes_Resize(&out, dst - start) < 0)
+        return NULL;
+    return out;
+error:
+    Py_DECREF(seq);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"mask", (PyCFunction)(void (*)(void))speedups_mask, METH_FASTCALL, mask_doc},
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
     {"utf8_valid", (PyCFunction)speedups_utf8_valid, METH_O, utf8_doc},
     {"frame_into", (PyCFunction)(void (*)(void))speedups_frame_into, METH_FASTCALL, frame_into_doc},
     {"request_args", (PyCFunction)speedups_request_args, METH_O, request_args_doc},
+    {"encode_answer", (PyCFunction)speedups_encode_answer, METH_O, encode_answer_doc},
     {NULL, NULL, 0, NULL}
 };
 
