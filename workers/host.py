@@ -30,6 +30,7 @@ from lapps.ws.frames import frame_header
 from lapps.ws.protocol import State
 
 from .connection import Connection
+from .fanout import send_to_all
 from .faults import faulty_reply
 from .outbound import fits
 
@@ -446,23 +447,10 @@ class ServiceHost:
 
     def deliver(self, packets: list[tuple[int, bytes]]) -> None:
         """Broadcast messages from the bus (its poll hook, `Bus.attach`): frame each once,
-        queue it to its local subscribers."""
-        by_handler = self.loop.by_handler
-        mark_dirty = self.loop.mark_dirty
+        send the same bytes to its local subscribers (workers/fanout.py)."""
         slot = self.loop.slot
-        limit = self.max_outbound
         for channel, payload in packets:
             subs = self.subscribers.get(channel)
-            if not subs:
-                continue
-            frame = frame_header(_BINARY, len(payload)) + payload
-            size = len(frame)
-            for handler in subs:
-                conn = by_handler.get(handler)
-                if conn is None:
-                    continue
-                if not fits(len(conn.proto.out), size, limit) and not self.loop.make_room(conn):
-                    continue   # a slow subscriber misses it ("drop") or is being closed ("close")
-                if conn.proto.send_frame(frame):
-                    slot.messages_out += 1
-                    mark_dirty(conn)
+            if subs:
+                frame = frame_header(_BINARY, len(payload)) + payload
+                slot.messages_out += send_to_all(self.loop, subs, frame, self.max_outbound)
