@@ -52,13 +52,6 @@ def cpu_ns(procs: list) -> int:
     return total
 
 
-def pinned_subscriber(core: int | None, port: int, n: int, pipe: Any) -> None:
-    """`bench_lapps.fanout_subscriber_main` on `core` (None: anywhere)."""
-    if core is not None:
-        os.sched_setaffinity(0, {core})
-    bl.fanout_subscriber_main(port, n, pipe)
-
-
 def one_round(tree: Path, args: argparse.Namespace, scratch: Path) -> list[tuple[float, float, float]]:
     """(last delivery in ms, server CPU seconds, subscriber processes' CPU seconds) of each measured publish on `tree`'s server."""
     port = free_port()
@@ -79,7 +72,7 @@ def one_round(tree: Path, args: argparse.Namespace, scratch: Path) -> list[tuple
         procs = server.processes()
         nprocs = -(-args.subscribers // bl.MAX_PER_PROCESS)
         core = 1 if args.pin else None
-        pipes, children = bl.fork_clients(pinned_subscriber, [(core, port, share)
+        pipes, children = bl.fork_clients(bl.pinned_subscriber, [(core, port, share)
                                                               for share in bl.split(args.subscribers, nprocs)])
         ready = sum(bl.recv_or_fail(pipe, 240, "subscribing")[1] for pipe in pipes)
         if ready != args.subscribers:
