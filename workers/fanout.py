@@ -58,12 +58,12 @@ def send_to_all(loop: Loop, handlers: Iterable[int], frame: bytes, limit: int) -
             sent_bytes += n
             taken += 1
             if n != size:
-                out += frame[n:] if n else frame
+                proto.send_frame(frame[n:] if n else frame)   # the rest, for the flush pass
                 mark_dirty(conn)
             continue
         if not fits(len(out), size, limit) and not loop.make_room(conn):
             continue   # a slow subscriber misses it ("drop") or is being closed ("close")
-        out += frame
+        proto.send_frame(frame)
         taken += 1
         mark_dirty(conn)
     loop.slot.bytes_out += sent_bytes
