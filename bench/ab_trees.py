@@ -93,6 +93,11 @@ def main() -> int:
         for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
             a, b = statistics.median(series[echo, "A"]), statistics.median(series[echo, "B"])
             log(f"{echo} echo, median {what}: A {a:,.0f}, B {b:,.0f}; B/A {b / a:.3f}")
+    if len(args.echo) == 2:   # each tree's LAppS / raw, from the rounds that ran both
+        for what, series in (("round trips/s", rates), ("round trips per server CPU-second", per_cpu)):
+            for name in trees:
+                ratios = [lp / raw for lp, raw in zip(series["lapps", name], series["raw", name])]
+                log(f"LAppS / raw, {what}, {name}: median of per-round ratios {statistics.median(ratios):.3f}")
     log(f"({args.rounds} rounds of {args.seconds:g} s, {args.connections} connections, 277 B)")
     return 0
 

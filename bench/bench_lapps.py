@@ -26,7 +26,9 @@ figures also go to `bench/results/lapps.json`.
    a trigger connection calls `publish`, which does one `bcast:send` (OON on cid 5). For R
    rounds (default 5, after one warm-up publish): subscribers reached, the median and the
    last delivery after the trigger's send (each client process stamps each arrival with
-   time.time() right after the recv; one machine, one clock), deliveries per second.
+   time.time() right after the recv; one machine, one clock), deliveries per second. The
+   fan-out server runs under `taskset -c 0` and the subscribers on core 1 (`--no-fanout-pin`
+   leaves both to the scheduler).
 
 Client and server share this machine's cores (2 here, shared with other work), so read the
 ratios and the medians, not single absolute figures. `--quick` is a smoke run (20 echo
@@ -219,7 +221,7 @@ class Server(LappsServer):
         return {**result, "log_problems": problems[:20], "log_problem_count": len(problems)}
 
 
-def start_server(root: Path, workers: int, certs: Path | None = None) -> Server:
+def start_server(root: Path, workers: int, certs: Path | None = None, prefix: list[str] | None = None) -> Server:
     """One `python -m lapps` in its own session with the bench config under `root`.
 
     `port` is the ws:// port. With `certs` (a `make certs` folder) the same server also
@@ -239,7 +241,7 @@ def start_server(root: Path, workers: int, certs: Path | None = None) -> Server:
     main_port = tls_port or port
     config = root / f"lapps-{port}.toml"
     config.write_text(CONFIG.format(port=main_port, workers=workers, services_dir=services, tls=tls))
-    server = Server.start(config, main_port, root / f"server-{port}.log", workers, tied=True)
+    server = Server.start(config, main_port, root / f"server-{port}.log", workers, tied=True, prefix=prefix or ())
     server.port, server.tls_port = port, tls_port   # the probe and the clients use ws://
     return server
 
@@ -775,6 +777,13 @@ def fanout_subscriber_main(port: int, n: int, pipe: Any) -> None:
                 pending = None
 
 
+def pinned_subscriber(core: int | None, port: int, n: int, pipe: Any) -> None:
+    """`fanout_subscriber_main` on `core` (None: wherever the scheduler puts it)."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    fanout_subscriber_main(port, n, pipe)
+
+
 # ---------------------------------------------------------------------------- the parent's side
 
 
@@ -943,13 +952,18 @@ def run_fanout(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     nprocs = max(nprocs, math.ceil(s / MAX_PER_PROCESS))
     log(f"== fan-out: {s} subscribers in {nprocs} client processes, {args.fanout_workers} server workers, "
         f"{args.fanout_rounds} rounds (+1 warm-up)")
-    server = start_server(root, args.fanout_workers)
+    # pinned (the default): the server and all its processes on core 0, the subscribers on
+    # core 1, as every echo comparison is; unpinned the figure depends on where the
+    # scheduler happens to put 4 workers and 4 subscriber processes
+    server = start_server(root, args.fanout_workers, prefix=["taskset", "-c", "0"] if args.fanout_pin else None)
     pipes, children = [], []
-    result: dict[str, Any] = {"subscribers": s, "client_procs": nprocs, "workers": args.fanout_workers}
+    result: dict[str, Any] = {"subscribers": s, "client_procs": nprocs, "workers": args.fanout_workers,
+                              "pinned": args.fanout_pin}
     try:
         server.wait_ready()
         t_setup = time.monotonic()
-        pipes, children = fork_clients(fanout_subscriber_main, [(server.port, share) for share in split(s, nprocs)])
+        core = 1 if args.fanout_pin else None
+        pipes, children = fork_clients(pinned_subscriber, [(core, server.port, share) for share in split(s, nprocs)])
         subscribed = 0
         for pipe in pipes:
             _, ready, _setup, errors = recv_or_fail(pipe, 240, "subscribing")
@@ -1069,7 +1083,8 @@ def table(meta: dict[str, Any], echo: dict[str, Any] | None, fan: dict[str, Any]
     if fan:
         lines += [
             f"Broadcast fan-out: {fan['subscribers']} subscribers ({fan['client_procs']} client processes), "
-            f"{fan['workers']} workers, one bcast:send per round, {len(fan['rounds'])} rounds",
+            f"{fan['workers']} workers, one bcast:send per round, {len(fan['rounds'])} rounds"
+            + (" (server pinned to core 0, subscribers to core 1)" if fan.get("pinned") else " (not pinned)"),
             "",
             "| figure | median | per round |",
             "|---|---|---|",
@@ -1102,6 +1117,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"subscriber client processes (default: enough for {MAX_PER_PROCESS} each, at least 4)")
     ap.add_argument("--fanout-workers", type=int, default=4, help="server workers for the fan-out (default 4)")
     ap.add_argument("--fanout-rounds", type=int, help="fan-out rounds after one warm-up (default 5; quick 1)")
+    ap.add_argument("--fanout-pin", action=argparse.BooleanOptionalAction, default=True,
+                    help="fan-out server on core 0, subscriber processes on core 1 (default)")
     ap.add_argument("--fanout-timeout", type=float, default=30.0, help="seconds a round waits for every subscriber")
     ap.add_argument("--skip-echo", action="store_true")
     ap.add_argument("--skip-fanout", action="store_true")

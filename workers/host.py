@@ -20,6 +20,7 @@ from lapps.startup import reactive_order
 from lapps.ipc.slots import SlotWriter
 from lapps.lapps_protocol import (INVALID_REQUEST, LappsError, decode_message, encode,
                                   encode_answer, error_response, validate_outgoing)
+from lapps.lapps_fastpath import request_args
 from lapps.logs import RepeatLimiter
 from lapps.lua.runtime import LuaError, describe_lua_error
 from lapps.lua.service import Bcast, Mqr, ReactiveService, ServiceBootError
@@ -29,6 +30,7 @@ from lapps.ws.frames import frame_header
 from lapps.ws.protocol import State
 
 from .connection import Connection
+from .fanout import send_to_all
 from .faults import faulty_reply
 from .outbound import fits
 
@@ -224,6 +226,7 @@ class ServiceHost:
         on_request = instance.on_request
         request_parts = instance.values.request_parts
         refuse = self._refuser(conn, route.config.lapps_max_errors)
+        fast = request_args
 
         def dispatch_lapps(opcode: int, payload: bytes) -> None:
             slot.messages_in += 1
@@ -231,17 +234,28 @@ class ServiceHost:
                 return too_big(conn, len(payload))
             if opcode != _BINARY:
                 return refuse(LappsError(INVALID_REQUEST, "LAppS messages are binary CBOR, not text"))
-            try:
-                msg_type, message = decode_message(payload)
-            except LappsError as e:
-                return refuse(e)
             used = -1 if proto.deflate is not None or proto.auto_fragment else len(out)
+            # the common request read straight into onMessage's arguments; None: anything
+            # else, which the full path decodes, checks and answers (lapps/lapps_fastpath.py)
+            args = fast(payload) if fast is not None else None
+            if args is None:
+                try:
+                    msg_type, message = decode_message(payload)
+                except LappsError as e:
+                    return refuse(e)
+                args = (msg_type, *request_parts(message))
             try:
-                ok = on_request(handler, msg_type, used, *request_parts(message))
+                ok = on_request(handler, used, *args)
             except Exception as e:
                 return raised(conn, e)
-            if ok is not True:
-                settle(conn, ok, send_plain)
+            if ok is True:
+                return
+            # the usual answer alone, {cid = 0, status = 1, result = {scalars}}, inline
+            if type(ok) is tuple and ok[0] is True and len(ok) > 2 and ok[1] == 0 and len(ok) == 3 + ok[2]:
+                send_plain(_BINARY, encode_answer(ok[3:]))
+                slot.messages_out += 1
+                return
+            settle(conn, ok, send_plain)
         return dispatch_lapps
 
     def _too_big(self, conn: Connection, nbytes: int) -> None:
@@ -433,23 +447,10 @@ class ServiceHost:
 
     def deliver(self, packets: list[tuple[int, bytes]]) -> None:
         """Broadcast messages from the bus (its poll hook, `Bus.attach`): frame each once,
-        queue it to its local subscribers."""
-        by_handler = self.loop.by_handler
-        mark_dirty = self.loop.mark_dirty
+        send the same bytes to its local subscribers (workers/fanout.py)."""
         slot = self.loop.slot
-        limit = self.max_outbound
         for channel, payload in packets:
             subs = self.subscribers.get(channel)
-            if not subs:
-                continue
-            frame = frame_header(_BINARY, len(payload)) + payload
-            size = len(frame)
-            for handler in subs:
-                conn = by_handler.get(handler)
-                if conn is None:
-                    continue
-                if not fits(len(conn.proto.out), size, limit) and not self.loop.make_room(conn):
-                    continue   # a slow subscriber misses it ("drop") or is being closed ("close")
-                if conn.proto.send_frame(frame):
-                    slot.messages_out += 1
-                    mark_dirty(conn)
+            if subs:
+                frame = frame_header(_BINARY, len(payload)) + payload
+                slot.messages_out += send_to_all(self.loop, subs, frame, self.max_outbound)

@@ -1,7 +1,7 @@
 """The outbound-buffer rule: whether one more message may join a connection's queue.
 
 One home for a rule that three paths apply: a direct `ws:send` (`ServiceHost._queue`), a
-broadcast to subscribers (`ServiceHost.deliver`), and the replies Lua keeps back in
+broadcast to subscribers (`send_to_all`, workers/fanout.py), and the replies Lua keeps back in
 onMessage (lapps/lua ws module, whose cheap pre-check `used == 0 or used + len <= max_out`
 is this function written in Lua, so that keeping a reply costs no crossing to Python;
 tests/test_outbound.py checks that both give the same answers).

@@ -128,7 +128,8 @@ class ReactiveService(ServiceInstance):
         # on_message(handler, opcode, message[, used]): see modules/ws.lua for `used` and the
         # replies it returns after `ok`
         self.on_message = ws.dispatcher(guarded(module[b"onMessage"]))
-        # on_request(handler, msg_type, used, *values.request_parts(message)): LAppS protocol
+        # on_request(handler, used, msg_type, *values.request_parts(message)): LAppS protocol
+        # (or the same arguments from lapps/lapps_fastpath.py request_args)
         self.on_request = ws.request_dispatcher(guarded(module[b"onMessage"]), values.build_request)
         self.take_kept = ws.take_kept
         self.on_disconnect = guarded(module[b"onDisconnect"])

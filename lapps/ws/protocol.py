@@ -247,7 +247,8 @@ class ServerProtocol(FrameParser):
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue a frame encoded elsewhere (a broadcast is framed once for all its
-        subscribers); False once the connection is no longer open."""
+        subscribers), or the rest of one that a direct write to the socket did not finish;
+        False once the connection is no longer open."""
         if self.state != State.OPEN:
             return False
         self.out += frame

@@ -124,11 +124,11 @@ local function dispatcher(call)
   end
 end
 
--- onMessage of a LAppS-protocol service: (handler, msg_type, used, parts of the message...)
+-- onMessage of a LAppS-protocol service: (handler, used, msg_type, parts of the message...)
 -- -> ok[, kept...]; the table is built here by `build` (values.py's build_request), so it
 -- never crosses to Python
 local function request_dispatcher(call, build)
-  return function(h, mt, u, ...)
+  return function(h, u, mt, ...)
     cur, used, n, cur_text = h, u, 0, nil
     return finish(call(h, mt, build(...)))
   end
