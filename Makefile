@@ -31,9 +31,10 @@ run: $(STAMP) js
 
 # Autobahn needs CPython 2.7 (pyenv); where there is none it is reported as skipped, not failed.
 # The second pytest run is the pure-Python codec (LAPPS_NO_SPEEDUPS=1, lapps/ws/codec.py): what a
-# checkout without the C extension runs; its protocol, frame, echo and barrier tests (about 15 s).
+# checkout without the C extension runs; its protocol, frame, echo, barrier, LAppS and fan-out tests.
 NO_SPEEDUPS_TESTS := tests/test_frames.py tests/test_protocol.py tests/test_protocol_properties.py \
-	tests/test_speedups.py tests/test_server_echo.py tests/test_server_codec.py tests/test_fault_barrier.py
+	tests/test_speedups.py tests/test_server_echo.py tests/test_server_codec.py tests/test_fault_barrier.py \
+	tests/test_lapps_fastpath.py tests/test_server_lapps.py tests/test_fanout.py
 # lint-imports first: the layering contracts of pyproject.toml ([tool.importlinter]) fail the build.
 test: $(STAMP) docs-deps js browser-deps
 	$(VENV)/bin/lint-imports
