@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py lapps/ws/_speedups.c
 	$(MAKE) system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,k8s]'
 	touch $(STAMP)
 
 venv: $(STAMP)
