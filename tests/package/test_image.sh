@@ -66,6 +66,10 @@ MOUNTS=(-v "$WORK/etc:/etc/lapps:ro" -v "$WORK/services:/srv/lapps/services:ro")
 check "lapps check-config in the container, on the mounted config and services" \
     podman run --rm "${PODMAN_RUN[@]}" --no-healthcheck --network none "${MOUNTS[@]}" "$IMAGE" check-config
 
+check "lapps check-config in the container, on deploy/kubernetes/lapps.toml (the ConfigMap's)" \
+    podman run --rm "${PODMAN_RUN[@]}" --no-healthcheck --network none \
+    -v "$ROOT/deploy/kubernetes/lapps.toml:/etc/lapps/lapps.toml:ro" "$IMAGE" check-config
+
 read -r PORT ADMIN < <("$PY" -c 'import socket
 s = [socket.socket() for _ in range(2)]
 for x in s: x.bind(("127.0.0.1", 0))
