@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by packaging/build-image.sh and tests/package/test_image.sh: PODMAN_RUN, the flags
 # every container of theirs gets (build steps and test runs alike), and why.
 #

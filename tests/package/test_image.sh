@@ -115,6 +115,18 @@ with connect(f"ws://127.0.0.1:{port}/echo_lapps", timeout=10) as c:
     assert got == ["lua", 42, [1, 2]], got
 PYEOF
 
+# The Deployment's preStop hook, as the kubelet runs it (exec in the container): it must exist in
+# the image and leave the server serving (the drain itself is SIGTERM's).
+PRESTOP=$("$PY" -c 'import sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+(c,) = [c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "lapps"]
+print(" ".join(c["lifecycle"]["preStop"]["exec"]["command"]))' "$ROOT/deploy/kubernetes/deployment.yaml")
+# shellcheck disable=SC2086
+check "the Deployment's preStop hook ($PRESTOP) runs in the container, and the server still serves" sh -c '
+    podman exec "$1" $2 && [ "$(podman inspect --format "{{.State.Running}}" "$1")" = true ] &&
+    '"$PY"' -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "http://127.0.0.1:$3/readyz"' \
+    _ "$NAME" "$PRESTOP" "$ADMIN"
+
 # --- stop: a connection held open through it must get 1001 (going away) ------------------------
 "$PY" - "$PORT" > "$WORK/client.log" 2>&1 <<'PYEOF' &
 import sys
